@@ -1,0 +1,38 @@
+# One entry point for people and CI. `make test` builds .venv on a fresh clone by itself.
+PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: test check lint format typecheck bench emulator clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+check: lint typecheck
+
+lint: $(STAMP)
+	$(BIN)/ruff check bizagi_etl tests benchmarks
+	$(BIN)/ruff format --check bizagi_etl tests benchmarks
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix bizagi_etl tests benchmarks
+	$(BIN)/ruff format bizagi_etl tests benchmarks
+
+test: check
+	$(BIN)/pytest
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/emulator_bench.py
+
+emulator: $(STAMP)
+	$(BIN)/bizagi-etl emulator
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

@@ -1,0 +1,111 @@
+"""Serving the emulator: in-process for tests and the demo, or in the foreground for the CLI."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from types import TracebackType
+
+import uvicorn
+
+from bizagi_etl.emulator.app import Emulated, build_app
+from bizagi_etl.emulator.config import EmulatorConfig
+
+log = logging.getLogger(__name__)
+
+
+def _uvicorn_config(emulated: Emulated, log_level: str) -> uvicorn.Config:
+    return uvicorn.Config(
+        build_app(emulated),
+        http="h11",
+        loop="asyncio",
+        lifespan="off",
+        log_level=log_level,
+        access_log=False,
+        timeout_keep_alive=30,
+    )
+
+
+class EmulatorServer:
+    """A running emulator on 127.0.0.1; a context manager that picks a free port.
+
+    >>> with EmulatorServer(EmulatorConfig(cases=100)) as bizagi:
+    ...     bizagi.base_url
+    'http://127.0.0.1:...'
+    """
+
+    def __init__(
+        self, config: EmulatorConfig | None = None, host: str = "127.0.0.1", port: int = 0
+    ) -> None:
+        self.config = config or EmulatorConfig()
+        self.host = host
+        self.port = port
+        self.emulated: Emulated | None = None
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+
+    def __repr__(self) -> str:
+        return f"EmulatorServer(base_url={self.base_url!r}, client_id={self.config.client_id!r})"
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def token_url(self) -> str:
+        return f"{self.base_url}/oauth2/server/token"
+
+    @property
+    def client_id(self) -> str:
+        return self.config.client_id
+
+    @property
+    def client_secret(self) -> str:
+        return self.config.client_secret
+
+    def start(self, timeout: float = 30.0) -> EmulatorServer:
+        self.emulated = Emulated(self.config)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((self.host, self.port))
+        self.port = sock.getsockname()[1]
+        self._server = uvicorn.Server(_uvicorn_config(self.emulated, "warning"))
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [sock]}, name="bizagi-emulator", daemon=True
+        )
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"the emulator did not start on {self.base_url}")
+            time.sleep(0.01)
+        log.info("Bizagi emulator serving on %s", self.base_url)
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        self._server = self._thread = None
+
+    def __enter__(self) -> EmulatorServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def serve_forever(emulated: Emulated, host: str, port: int) -> None:
+    """Run in the foreground until interrupted (the CLI's ``bizagi-etl emulator``)."""
+    config = _uvicorn_config(emulated, "warning")
+    config.host, config.port = host, port
+    uvicorn.Server(config).run()
