@@ -80,7 +80,9 @@ class Emulated:
     def _authorise(self, request: Request) -> None:
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
-            raise ODataError(401, "Authorization has been denied for this request: no bearer token.")
+            raise ODataError(
+                401, "Authorization has been denied for this request: no bearer token."
+            )
         problem = self.tokens.problem(token.strip())
         if problem:
             raise ODataError(401, f"Authorization has been denied for this request. {problem}")
@@ -141,7 +143,9 @@ class Emulated:
             service=service,
         )
 
-    def stakeholder(self, request: Request, _: QueryOptions, service: str = "data") -> dict[str, Any]:
+    def stakeholder(
+        self, request: Request, _: QueryOptions, service: str = "data"
+    ) -> dict[str, Any]:
         key = _guid_key(request.path_params["sid"], "stakeholders")
         if key not in self.ds.stakeholder_ids:
             raise ODataError(404, f"Resource not found for the segment 'stakeholders({key})'.")
@@ -235,7 +239,7 @@ class Emulated:
         if not match:
             raise ODataError(400, "searchByCaseNumber expects caseNumber='<case number>'.")
         number = match.group(1).replace("''", "'")
-        prefix, _, digits = number.rpartition("-")
+        prefix, _sep, digits = number.rpartition("-")
         position = self.ds.position_of(int(digits)) if digits.isdigit() else None
         found = (
             position is not None
@@ -346,7 +350,9 @@ async def _not_found(request: Request, exc: Exception) -> Response:
 
 
 async def _not_allowed(request: Request, exc: Exception) -> Response:
-    return odata_error_response(405, f"The method {request.method} is not allowed on this resource.")
+    return odata_error_response(
+        405, f"The method {request.method} is not allowed on this resource."
+    )
 
 
 async def _server_error(request: Request, exc: Exception) -> Response:

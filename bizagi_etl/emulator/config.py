@@ -49,7 +49,9 @@ class EmulatorConfig:
     def __post_init__(self) -> None:
         _require(self.cases >= 0, "cases", "a count >= 0", self.cases)
         _require(self.start < self.end, "start", f"a day before end ({self.end})", self.start)
-        _require(self.token_ttl >= 0, "token_ttl", "seconds >= 0 (0 = never expires)", self.token_ttl)
+        _require(
+            self.token_ttl >= 0, "token_ttl", "seconds >= 0 (0 = never expires)", self.token_ttl
+        )
         _require(self.page_cap >= 1, "page_cap", "a row count >= 1", self.page_cap)
         _require(self.latency_ms >= 0, "latency_ms", "milliseconds >= 0", self.latency_ms)
         _require(self.retry_after >= 0, "retry_after", "seconds >= 0", self.retry_after)

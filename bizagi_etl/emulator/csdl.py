@@ -52,7 +52,9 @@ def csdl_document(service: str, drift: bool) -> str:
         lines.append(f'<EntitySet Name="{set_name}" EntityType="{NAMESPACE}.{type_name}"/>')
     if service == "data":
         lines.append(f'<Singleton Name="userProfile" Type="{NAMESPACE}.userProfile"/>')
-        lines.append(f'<FunctionImport Name="searchByCaseNumber" Function="{NAMESPACE}.searchByCaseNumber"/>')
+        lines.append(
+            f'<FunctionImport Name="searchByCaseNumber" Function="{NAMESPACE}.searchByCaseNumber"/>'
+        )
     else:
         lines.append(f'<FunctionImport Name="getProject" Function="{NAMESPACE}.getProject"/>')
     lines += ["</EntityContainer>"]

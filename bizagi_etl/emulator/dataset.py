@@ -183,7 +183,8 @@ class Dataset:
             self.offset, hashrng.choice(self.seed, "case/offset", key, OFFSET_WEIGHTS)
         )
         self.process = np.append(
-            self.process, hashrng.choice(self.seed, "case/process", key, [p.weight for p in PROCESSES])
+            self.process,
+            hashrng.choice(self.seed, "case/process", key, [p.weight for p in PROCESSES]),
         )
         self._derive_outcomes(position)
         self.closed[position] = False  # it was created a moment ago
@@ -199,8 +200,15 @@ class Dataset:
         by_process = [newest_first[self.process[newest_first] == p.index] for p in self.processes]
         open_positions = newest_first[~self.closed[newest_first]]
         counts = np.where(
-            self.closed, 0, hashrng.integers(self.seed, "workitem/count", self.case_ids(
-                np.arange(self.case_count, dtype=np.int64)), 1, 7)
+            self.closed,
+            0,
+            hashrng.integers(
+                self.seed,
+                "workitem/count",
+                self.case_ids(np.arange(self.case_count, dtype=np.int64)),
+                1,
+                7,
+            ),
         )
         first_workitem = np.concatenate([[0], np.cumsum(counts)[:-1]]) if len(counts) else counts
         return by_process, open_positions, np.stack([first_workitem, counts])
@@ -317,14 +325,16 @@ class Dataset:
             self.draw_values(c, f"entity/{entity.spec.name}/{c.attr}", keys, base)
             for c in entity.spec.columns
         ]
-        disabled = (hashrng.uniform(self.seed, f"entity/{entity.spec.name}/dsbl", keys) < 0.03)
+        disabled = hashrng.uniform(self.seed, f"entity/{entity.spec.name}/dsbl", keys) < 0.03
         ids = self.entity_value_ids(entity, keys)
         return [
             {
                 "id": ids[j],
                 "parameters": [
-                    *({"xpath": c.attr, "value": col[j]} for c, col in zip(
-                        entity.spec.columns, columns, strict=True)),
+                    *(
+                        {"xpath": c.attr, "value": col[j]}
+                        for c, col in zip(entity.spec.columns, columns, strict=True)
+                    ),
                     {"xpath": "dsbl", "value": bool(disabled[j])},
                 ],
             }
@@ -358,13 +368,16 @@ class Dataset:
         if kind == "person":
             first = hashrng.integers(seed, stream + "/f", keys, 0, len(vocab.FIRST_NAMES)).tolist()
             last = hashrng.integers(seed, stream + "/l", keys, 0, len(vocab.LAST_NAMES)).tolist()
-            return [f"{vocab.FIRST_NAMES[a]} {vocab.LAST_NAMES[b]}" for a, b in zip(first, last)]
+            return [
+                f"{vocab.FIRST_NAMES[a]} {vocab.LAST_NAMES[b]}"
+                for a, b in zip(first, last, strict=True)
+            ]
         if kind == "product":
             adj = hashrng.integers(seed, stream + "/a", keys, 0, len(vocab.PRODUCT_ADJECTIVES))
             noun = hashrng.integers(seed, stream + "/n", keys, 0, len(vocab.PRODUCT_NOUNS))
             return [
                 f"{vocab.PRODUCT_ADJECTIVES[a]} {vocab.PRODUCT_NOUNS[b]} {k % 997}"
-                for a, b, k in zip(adj.tolist(), noun.tolist(), keys.tolist())
+                for a, b, k in zip(adj.tolist(), noun.tolist(), keys.tolist(), strict=True)
             ]
         if kind == "invoice":
             return [f"INV-{n:07d}" for n in hashrng.integers(seed, stream, keys, 1, 10**7).tolist()]
@@ -400,9 +413,7 @@ def _texts(seed: int, stream: str, keys: I64) -> list[str]:
         hashrng.integers(seed, f"{stream}/{i}", keys, 0, len(vocab.WORDS)).tolist()
         for i in range(3)
     ]
-    return [
-        " ".join(vocab.WORDS[picks[i][j]] for i in range(count)) for j, count in enumerate(n)
-    ]
+    return [" ".join(vocab.WORDS[picks[i][j]] for i in range(count)) for j, count in enumerate(n)]
 
 
 _PICKS: dict[str, tuple[str, ...]] = {

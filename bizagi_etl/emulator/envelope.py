@@ -55,21 +55,22 @@ class FilterCache:
         return value
 
 
-def filtered(coll: Collection, options: QueryOptions, cache: FilterCache, version: int, drift: bool) -> Positions:
+def filtered(
+    coll: Collection, options: QueryOptions, cache: FilterCache, version: int, drift: bool
+) -> Positions:
     if not options.filter:
         return coll.positions
     text = options.filter
 
     def compute() -> Positions:
         positions = coll.positions
+        fast = coll.fast_column
         source = filters.Source(
             type_name=coll.type_name,
             props=props_of(coll.type_name, coll.service, drift),
             size=len(positions),
             records=lambda: coll.records(positions),
-            fast_column=(lambda name: coll.fast_column(name, positions))
-            if coll.fast_column
-            else (lambda name: None),
+            fast_column=(lambda name: fast(name, positions)) if fast else (lambda name: None),
         )
         try:
             mask = filters.evaluate(filters.parse(text), source)
@@ -94,7 +95,9 @@ def page_body(
     size = min(options.top if options.top is not None else config.page_cap, config.page_cap)
     page = rows[options.skip : options.skip + size]
     value = coll.records(page)
-    body: dict[str, Any] = {"@odata.context": f"{base}/odata/{coll.service}/$metadata#{coll.context}"}
+    body: dict[str, Any] = {
+        "@odata.context": f"{base}/odata/{coll.service}/$metadata#{coll.context}"
+    }
     body |= coll.extras
     if options.count:
         # Bizagi's docs call @odata.count "records fetched"; totals are in @odata.totalCount.

@@ -20,7 +20,9 @@ class ODataError(Exception):
         return odata_error_response(self.status, self.message)
 
 
-def odata_error_response(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+def odata_error_response(
+    status: int, message: str, headers: dict[str, str] | None = None
+) -> Response:
     body = {
         "code": str(status),
         "type": "ODataException",

@@ -174,7 +174,9 @@ def _check_types(name: str, kind: str, lit_kind: str, op_type: type) -> None:
     }.get(kind, set())
     if lit_kind not in compatible:
         hint = " (use a DateTimeOffset such as 2024-05-01T00:00:00Z)" if kind == "datetime" else ""
-        raise FilterError(f"$filter: property {name!r} is {kind}, cannot compare with {lit_kind}{hint}")
+        raise FilterError(
+            f"$filter: property {name!r} is {kind}, cannot compare with {lit_kind}{hint}"
+        )
     if kind == "bool" and op_type not in (ast.Eq, ast.NotEq):
         raise FilterError(f"$filter: boolean property {name!r} only supports eq and ne")
 
@@ -207,7 +209,7 @@ def _string_call(node: ast.Call, source: Source) -> tuple[str, Column, str]:
     name = node.func.name
     if name not in _STRING_FUNCS:
         raise FilterError(f"$filter: function {name!r} is not supported")
-    prop, needle = (node.args + [None, None])[:2]
+    prop, needle = [*node.args, None, None][:2]
     if len(node.args) != 2 or not isinstance(prop, ast.Identifier):
         raise FilterError(f"$filter: {name}() takes a property and a string")
     if not isinstance(needle, ast.String):
@@ -286,10 +288,16 @@ def _row_compare(node: ast.Compare, var: str, item: dict[str, Any]) -> bool:
             value = _instant(value)
         except ValueError:
             return False
-    elif lit_kind == "number" and (isinstance(value, bool) or not isinstance(value, int | float)):
-        return False
-    elif lit_kind in ("string", "guid") and not isinstance(value, str):
-        return False
-    elif lit_kind == "bool" and not isinstance(value, bool):
+    elif not _same_kind(lit_kind, value):
         return False
     return bool(_OPS[op_type](value, lit))
+
+
+def _same_kind(lit_kind: str, value: Any) -> bool:
+    if lit_kind == "number":
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if lit_kind in ("string", "guid"):
+        return isinstance(value, str)
+    if lit_kind == "bool":
+        return isinstance(value, bool)
+    return False  # a date-time literal only matches text that parses as one

@@ -167,7 +167,9 @@ def case_column(ds: Dataset, name: str, positions: I64) -> tuple[np.ndarray, np.
         return names[ds.process[positions]], no_nulls
     if name == "caseNumber":
         prefixes = np.array([p.spec.prefix + "-" for p in ds.processes], dtype=object)
-        return prefixes[ds.process[positions]] + ds.case_ids(positions).astype(str).astype(object), no_nulls
+        return prefixes[ds.process[positions]] + ds.case_ids(positions).astype(str).astype(
+            object
+        ), no_nulls
     if name == DRIFT_ATTRIBUTE:
         drifted = ds.is_drifted(positions)
         values = np.array(ds.priorities(positions), dtype=object) if n else np.array([], object)

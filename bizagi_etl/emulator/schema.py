@@ -23,7 +23,11 @@ PARAM_REF = (
     _p("id", "Edm.Guid", False), _p("name", "Edm.String"), _p("xpath", "Edm.String", False),
     _p("type", "Edm.String"),
 )  # fmt: skip
-TEMPLATE_FIELD = (_p("name", "Edm.String"), _p("xpath", "Edm.String", False), _p("type", "Edm.String"))
+TEMPLATE_FIELD = (
+    _p("name", "Edm.String"),
+    _p("xpath", "Edm.String", False),
+    _p("type", "Edm.String"),
+)
 # A parameter value is heterogeneous (string, number, boolean, null) or a file list.
 PARAM_VALUE = (_p("xpath", "Edm.String", False), _p("value", "Edm.Untyped"),
                _p("files", "Collection(Edm.Untyped)"))  # fmt: skip

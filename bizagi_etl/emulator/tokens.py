@@ -82,7 +82,9 @@ class TokenEndpoint:
             return 401, "invalid_client", "Client authentication failed."
         return None
 
-    def _form_problem(self, request: Request, form: dict[str, list[str]]) -> tuple[int, str, str] | None:
+    def _form_problem(
+        self, request: Request, form: dict[str, list[str]]
+    ) -> tuple[int, str, str] | None:
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type != "application/x-www-form-urlencoded":
             return 400, "invalid_request", "The body must be application/x-www-form-urlencoded."

@@ -57,14 +57,16 @@ COUNTRIES = (
     ("NO", "Norge"), ("NZ", "New Zealand"), ("PA", "Panamá"), ("PE", "Perú"), ("PH", "Pilipinas"),
     ("PL", "Polska"), ("PT", "Portugal"), ("PY", "Paraguay"), ("RO", "România"), ("RU", "Россия"),
     ("SA", "السعودية"), ("SE", "Sverige"), ("SG", "Singapore"), ("SK", "Slovensko"),
-    ("TH", "ประเทศไทย"), ("TR", "Türkiye"), ("TW", "臺灣"), ("UA", "Україна"), ("US", "United States"),
+    ("TH", "ประเทศไทย"), ("TR", "Türkiye"), ("TW", "臺灣"), ("UA", "Україна"),
+    ("US", "United States"),
     ("UY", "Uruguay"), ("VE", "Venezuela"), ("VN", "Việt Nam"), ("ZA", "South Africa"),
     ("SV", "El Salvador"),
 )  # fmt: skip
 
 CURRENCIES = (
     ("USD", "US dollar"), ("EUR", "Euro"), ("GBP", "Pound sterling"), ("JPY", "日本円"),
-    ("CNY", "人民币"), ("COP", "Peso colombiano"), ("MXN", "Peso mexicano"), ("BRL", "Real brasileiro"),
+    ("CNY", "人民币"), ("COP", "Peso colombiano"), ("MXN", "Peso mexicano"),
+    ("BRL", "Real brasileiro"),
     ("ARS", "Peso argentino"), ("CLP", "Peso chileno"), ("PEN", "Sol peruano"), ("CHF", "Franken"),
     ("SEK", "Svensk krona"), ("NOK", "Norsk krone"), ("DKK", "Dansk krone"), ("PLN", "Złoty"),
     ("CZK", "Koruna česká"), ("HUF", "Forint"), ("TRY", "Türk lirası"), ("INR", "भारतीय रुपया"),

@@ -1,0 +1,191 @@
+"""Ground truth: every row the emulator would serve, written as Parquet.
+
+Built from the same record functions the HTTP layer serves, so a test comparing what a
+pipeline landed with these files compares it with what the server holds. Nested lists stay
+JSON text and parameter values are JSON text too, because a Bizagi value is heterogeneous
+(``"5"``, ``5``, ``5.0``, ``true`` and ``null`` are different answers).
+
+Files: processes, stakeholders, user_profile, entities, entity_values (long: one row per
+value and attribute), cases, case_parameters (long), workitems, inbox.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from bizagi_etl.emulator import records as rec
+from bizagi_etl.emulator.dataset import FIRST_CASE_ID, Dataset
+from bizagi_etl.emulator.model import DRIFT_ATTRIBUTE, STAKEHOLDERS
+
+BATCH = 20_000  # cases per batch: bounds memory whatever the history's size
+BASE = "http://truth.invalid"  # @odata.id is dropped; records still need a base to build
+
+
+def _json(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def _strip(record: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in record.items() if not k.startswith("@odata.")}
+
+
+CASE_SCHEMA = pa.schema(
+    [
+        ("id", pa.int64()), ("process_id", pa.string()), ("processEntityKey", pa.string()),
+        ("caseNumber", pa.string()), ("creationDate", pa.string()),
+        ("estimatedSolutionDate", pa.string()), ("solutionDate", pa.string()),
+        ("processName", pa.string()), ("closed", pa.bool_()), (DRIFT_ATTRIBUTE, pa.string()),
+        ("creation_utc", pa.timestamp("s", tz="UTC")),
+    ]
+)  # fmt: skip
+PARAM_SCHEMA = pa.schema(
+    [("case_id", pa.int64()), ("position", pa.int32()), ("xpath", pa.string()),
+     ("value", pa.string()), ("files", pa.string())]
+)  # fmt: skip
+WORKITEM_SCHEMA = pa.schema(
+    [("case_id", pa.int64()), ("id", pa.int64()), ("taskName", pa.string()),
+     ("taskDisplayName", pa.string()), ("state", pa.string()), ("SolutionDate", pa.string()),
+     ("parameters", pa.string())]
+)  # fmt: skip
+INBOX_SCHEMA = pa.schema(
+    [("idCase", pa.int64()), ("caseNumber", pa.string()), ("CreationDate", pa.string()),
+     ("SolutionDate", pa.string())]
+)  # fmt: skip
+
+
+def export_truth(ds: Dataset, folder: Path) -> dict[str, int]:
+    """Write every file; returns rows written per file."""
+    folder.mkdir(parents=True, exist_ok=True)
+    counts = {
+        "processes": _write_small(folder / "processes.parquet", _processes(ds)),
+        "stakeholders": _write_small(folder / "stakeholders.parquet", _stakeholders(ds)),
+        "user_profile": _write_small(folder / "user_profile.parquet", [rec.user_profile(BASE)]),
+        "entities": _write_small(folder / "entities.parquet", _entities(ds)),
+        "entity_values": _write_entity_values(ds, folder / "entity_values.parquet"),
+    }
+    counts |= _write_cases(ds, folder)
+    return counts
+
+
+def _write_small(path: Path, rows: list[dict[str, Any]]) -> int:
+    pq.write_table(pa.Table.from_pylist(rows), path, compression="zstd")
+    return len(rows)
+
+
+def _processes(ds: Dataset) -> list[dict[str, Any]]:
+    out = []
+    for info in ds.processes:
+        record = _strip(rec.process_record(ds, BASE, info, "metadata"))
+        record["parameters"] = _json(record["parameters"])
+        record["template"] = _json(record["template"])
+        out.append(record)
+    return out
+
+
+def _stakeholders(ds: Dataset) -> list[dict[str, Any]]:
+    return [_strip(rec.stakeholder_record(ds, BASE, i, "data")) for i in range(len(STAKEHOLDERS))]
+
+
+def _entities(ds: Dataset) -> list[dict[str, Any]]:
+    out = []
+    for info in ds.entities:
+        record = _strip(rec.entity_record(BASE, info))
+        record["template"] = _json(record["template"])
+        out.append(record)
+    return out
+
+
+def _write_entity_values(ds: Dataset, path: Path) -> int:
+    schema = pa.schema(
+        [("entity_id", pa.string()), ("entity_name", pa.string()), ("value_id", pa.string()),
+         ("position", pa.int32()), ("xpath", pa.string()), ("value", pa.string())]
+    )  # fmt: skip
+    written = 0
+    with pq.ParquetWriter(path, schema, compression="zstd") as writer:
+        for info in ds.entities:
+            for start in range(0, info.spec.size, BATCH):
+                positions = np.arange(start, min(start + BATCH, info.spec.size))
+                rows = [
+                    {"entity_id": info.id, "entity_name": info.spec.name, "value_id": v["id"],
+                     "position": i, "xpath": p["xpath"], "value": _json(p["value"])}
+                    for v in ds.entity_values(info, positions)
+                    for i, p in enumerate(v["parameters"])
+                ]  # fmt: skip
+                writer.write_table(pa.Table.from_pylist(rows, schema))
+                written += len(positions)
+    return written
+
+
+def _case_batches(ds: Dataset) -> Iterator[np.ndarray]:
+    positions = np.arange(ds.case_count, dtype=np.int64)
+    for start in range(0, len(positions), BATCH):
+        yield positions[start : start + BATCH]
+
+
+def _write_cases(ds: Dataset, folder: Path) -> dict[str, int]:
+    counts = {"cases": 0, "case_parameters": 0, "workitems": 0, "inbox": 0}
+    with (
+        pq.ParquetWriter(folder / "cases.parquet", CASE_SCHEMA, compression="zstd") as cases,
+        pq.ParquetWriter(
+            folder / "case_parameters.parquet", PARAM_SCHEMA, compression="zstd"
+        ) as params,
+        pq.ParquetWriter(
+            folder / "workitems.parquet", WORKITEM_SCHEMA, compression="zstd"
+        ) as items,
+        pq.ParquetWriter(folder / "inbox.parquet", INBOX_SCHEMA, compression="zstd") as inbox,
+    ):
+        for positions in _case_batches(ds):
+            records = rec.case_records(ds, BASE, positions)
+            case_rows, param_rows = _case_rows(ds, positions, records)
+            open_positions = positions[~ds.closed[positions]]
+            item_rows = [
+                {"case_id": p + FIRST_CASE_ID, **_workitem(w)}
+                for p in open_positions.tolist()
+                for w in ds.workitems(p)
+            ]
+            inbox_rows = [
+                {k: r[k] for k in INBOX_SCHEMA.names}
+                for r in rec.inbox_records(ds, BASE, open_positions)
+            ]
+            cases.write_table(pa.Table.from_pylist(case_rows, CASE_SCHEMA))
+            params.write_table(pa.Table.from_pylist(param_rows, PARAM_SCHEMA))
+            items.write_table(pa.Table.from_pylist(item_rows, WORKITEM_SCHEMA))
+            inbox.write_table(pa.Table.from_pylist(inbox_rows, INBOX_SCHEMA))
+            counts["cases"] += len(case_rows)
+            counts["case_parameters"] += len(param_rows)
+            counts["workitems"] += len(item_rows)
+            counts["inbox"] += len(inbox_rows)
+    return counts
+
+
+def _case_rows(
+    ds: Dataset, positions: np.ndarray, records: list[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    created = ds.created[positions].tolist()
+    case_rows, param_rows = [], []
+    for record, instant, position in zip(records, created, positions.tolist(), strict=True):
+        info = ds.processes[int(ds.process[position])]
+        case_rows.append(
+            {**_strip(record), "process_id": info.id,
+             "processEntityKey": record["@processEntityKey"],
+             "creation_utc": dt.datetime.fromtimestamp(instant, dt.UTC)}
+        )  # fmt: skip
+        for i, p in enumerate(record["parameters"]):
+            param_rows.append(
+                {"case_id": record["id"], "position": i, "xpath": p["xpath"],
+                 "value": _json(p["value"]) if "value" in p else None,
+                 "files": _json(p["files"]) if "files" in p else None}
+            )  # fmt: skip
+    return case_rows, param_rows
+
+
+def _workitem(item: dict[str, Any]) -> dict[str, Any]:
+    return {**item, "parameters": _json(item["parameters"])}

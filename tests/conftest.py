@@ -1,0 +1,98 @@
+"""Shared fixtures: emulators on loopback ports and a small OData client for tests.
+
+The connector's own client arrives with its issue; until then tests speak HTTP with httpx
+directly, which is also what keeps these tests honest about the wire format.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pandas as pd
+import pytest
+
+from bizagi_etl.emulator import EmulatorConfig, EmulatorServer
+from bizagi_etl.emulator.app import Emulated
+from bizagi_etl.emulator.truth import export_truth
+
+# A fixed end keeps every test's data identical whatever day the suite runs.
+END = dt.date(2026, 11, 1)
+SMALL = EmulatorConfig(cases=3_000, start=dt.date(2025, 1, 1), end=END, seed=7)
+
+
+def token_for(server: EmulatorServer) -> str:
+    response = httpx.post(
+        server.token_url,
+        auth=(server.client_id, server.client_secret),
+        data={"grant_type": "client_credentials", "scope": "api"},
+    )
+    response.raise_for_status()
+    return str(response.json()["access_token"])
+
+
+def client_for(server: EmulatorServer) -> httpx.Client:
+    return httpx.Client(
+        base_url=server.base_url,
+        headers={"Authorization": f"Bearer {token_for(server)}"},
+        timeout=30,
+    )
+
+
+def page_all(client: httpx.Client, url: str, params: dict[str, Any] | None = None) -> list[dict]:
+    """Every row of a collection, following @odata.nextLink; fails on a loop."""
+    rows: list[dict] = []
+    seen: set[str] = set()
+    response = client.get(url, params=params)
+    while True:
+        assert response.status_code == 200, response.text
+        body = response.json()
+        rows.extend(body["value"])
+        link = body.get("@odata.nextLink")
+        if not link:
+            return rows
+        assert link not in seen, f"next link repeated: {link}"
+        seen.add(link)
+        response = client.get(link)
+
+
+@pytest.fixture(scope="session")
+def small_server() -> Iterator[EmulatorServer]:
+    with EmulatorServer(SMALL) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def small_client(small_server: EmulatorServer) -> Iterator[httpx.Client]:
+    with client_for(small_server) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def small_truth(tmp_path_factory: pytest.TempPathFactory) -> dict[str, pd.DataFrame]:
+    """The small server's ground truth, one frame per exported file."""
+    folder: Path = tmp_path_factory.mktemp("truth")
+    export_truth(Emulated(SMALL).ds, folder)
+    return {p.stem: pd.read_parquet(p) for p in folder.glob("*.parquet")}
+
+
+@pytest.fixture(scope="session")
+def processes(small_client: httpx.Client) -> list[dict]:
+    return list(small_client.get("/odata/data/processes").json()["value"])
+
+
+@pytest.fixture
+def make_server() -> Callable[..., AbstractContextManager[EmulatorServer]]:
+    """Start an emulator with some settings changed from SMALL."""
+
+    @contextmanager
+    def start(**changes: Any) -> Iterator[EmulatorServer]:
+        with EmulatorServer(dataclasses.replace(SMALL, **changes)) as server:
+            yield server
+
+    return start
