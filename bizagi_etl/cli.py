@@ -90,7 +90,10 @@ def emulator(host: str, port: int, export_truth: Path | None, **settings: Any) -
     click.echo(f"  client id      {config.client_id}")
     click.echo(f"  client secret  {config.client_secret}")
     click.echo("Press Ctrl+C to stop.")
-    serve_forever(emulated, host, port)
+    try:
+        serve_forever(emulated, host, port)
+    except KeyboardInterrupt:  # uvicorn shuts down gracefully, then re-raises the signal
+        click.echo("Emulator stopped.")
 
 
 def _emulator_config(settings: dict[str, Any]) -> EmulatorConfig:

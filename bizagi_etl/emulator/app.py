@@ -12,7 +12,6 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
-from starlette.types import ASGIApp
 
 from bizagi_etl.emulator import records as rec
 from bizagi_etl.emulator.config import EmulatorConfig
@@ -336,7 +335,7 @@ class Emulated:
         ]
 
 
-def build_app(emulated: Emulated) -> ASGIApp:
+def build_app(emulated: Emulated) -> FaultInjector:
     """Starlette routes wrapped in the bad-day switches."""
     app = Starlette(
         routes=emulated.routes(),

@@ -6,19 +6,21 @@ import logging
 import socket
 import threading
 import time
+from collections import Counter
 from types import TracebackType
 
 import uvicorn
 
 from bizagi_etl.emulator.app import Emulated, build_app
 from bizagi_etl.emulator.config import EmulatorConfig
+from bizagi_etl.emulator.faults import FaultInjector
 
 log = logging.getLogger(__name__)
 
 
-def _uvicorn_config(emulated: Emulated, log_level: str) -> uvicorn.Config:
+def _uvicorn_config(app: FaultInjector, log_level: str) -> uvicorn.Config:
     return uvicorn.Config(
-        build_app(emulated),
+        app,
         http="h11",
         loop="asyncio",
         lifespan="off",
@@ -45,6 +47,7 @@ class EmulatorServer:
         self.emulated: Emulated | None = None
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
+        self._app: FaultInjector | None = None
 
     def __repr__(self) -> str:
         return f"EmulatorServer(base_url={self.base_url!r}, client_id={self.config.client_id!r})"
@@ -65,13 +68,19 @@ class EmulatorServer:
     def client_secret(self) -> str:
         return self.config.client_secret
 
+    @property
+    def injected(self) -> Counter[str]:
+        """What the bad-day switches have done so far: 429, 503, drop, truncate, mutate."""
+        return self._app.counts if self._app is not None else Counter()
+
     def start(self, timeout: float = 30.0) -> EmulatorServer:
         self.emulated = Emulated(self.config)
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((self.host, self.port))
         self.port = sock.getsockname()[1]
-        self._server = uvicorn.Server(_uvicorn_config(self.emulated, "warning"))
+        self._app = build_app(self.emulated)
+        self._server = uvicorn.Server(_uvicorn_config(self._app, "warning"))
         self._thread = threading.Thread(
             target=self._server.run, kwargs={"sockets": [sock]}, name="bizagi-emulator", daemon=True
         )
@@ -106,6 +115,6 @@ class EmulatorServer:
 
 def serve_forever(emulated: Emulated, host: str, port: int) -> None:
     """Run in the foreground until interrupted (the CLI's ``bizagi-etl emulator``)."""
-    config = _uvicorn_config(emulated, "warning")
+    config = _uvicorn_config(build_app(emulated), "warning")
     config.host, config.port = host, port
     uvicorn.Server(config).run()
