@@ -210,7 +210,7 @@ class Emulated:
             positions=self.ds.open_positions(),
             records=lambda pos: rec.inbox_with_workitems(self.ds, base, pos),
             fast_column=lambda name, pos: rec.case_column(self.ds, name, pos),
-            cache_key="inbox",
+            cache_key="inbox-with-workitems",
         )
 
     def case(self, request: Request, _: QueryOptions) -> dict[str, Any]:

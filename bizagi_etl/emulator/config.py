@@ -45,6 +45,8 @@ class EmulatorConfig:
     repeat_next_link: bool = False  # a broken server: every page points to the same next link
     lenient_options: bool = False  # ignore $select/$orderby/$search instead of answering 400
     token_errors_as_200: bool = False  # token errors come with HTTP 200, as some gateways do
+    accept_form_credentials: bool = False  # also take client_id/client_secret in the form body
+    next_link_origin: str | None = None  # serve next links on another origin (a bad proxy)
 
     def __post_init__(self) -> None:
         _require(self.cases >= 0, "cases", "a count >= 0", self.cases)

@@ -42,9 +42,9 @@ class FilterCache:
 
     def __init__(self, size: int = 64) -> None:
         self.size = size
-        self._entries: OrderedDict[tuple[str, int, str], Positions] = OrderedDict()
+        self._entries: OrderedDict[tuple[str, str, int, str], Positions] = OrderedDict()
 
-    def get(self, key: tuple[str, int, str], compute: Callable[[], Positions]) -> Positions:
+    def get(self, key: tuple[str, str, int, str], compute: Callable[[], Positions]) -> Positions:
         if key in self._entries:
             self._entries.move_to_end(key)
             return self._entries[key]
@@ -80,7 +80,7 @@ def filtered(
 
     if coll.cache_key is None:
         return compute()
-    return cache.get((coll.cache_key, version, text), compute)
+    return cache.get((coll.cache_key, coll.type_name, version, text), compute)
 
 
 def page_body(
@@ -103,9 +103,11 @@ def page_body(
         # Bizagi's docs call @odata.count "records fetched"; totals are in @odata.totalCount.
         body["@odata.count"] = len(value)
     body["@odata.totalCount"] = len(rows)
+    link_base = config.next_link_origin or base
     if config.repeat_next_link and size:
-        body["@odata.nextLink"] = f"{base}{path}?{with_skip(options, size)}"
+        body["@odata.nextLink"] = f"{link_base}{path}?{with_skip(options, size)}"
     elif value and options.skip + len(value) < len(rows):
-        body["@odata.nextLink"] = f"{base}{path}?{with_skip(options, options.skip + len(value))}"
+        skip = options.skip + len(value)
+        body["@odata.nextLink"] = f"{link_base}{path}?{with_skip(options, skip)}"
     body["value"] = value
     return body

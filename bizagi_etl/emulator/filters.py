@@ -26,6 +26,7 @@ from odata_query.grammar import ODataLexer, ODataParser
 from bizagi_etl.emulator.schema import Prop
 
 Column = tuple[np.ndarray, np.ndarray]  # (values, null mask)
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 Mask = np.ndarray
 
 
@@ -115,7 +116,7 @@ def _instant(text: str) -> int:
     parsed = dt.datetime.fromisoformat(text)
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=dt.UTC)
-    return int(parsed.timestamp()) * 1_000_000 + parsed.microsecond
+    return (parsed - _EPOCH) // dt.timedelta(microseconds=1)  # exact, also before 1970
 
 
 def evaluate(node: ast._Node, source: Source) -> Mask:

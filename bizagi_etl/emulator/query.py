@@ -8,12 +8,14 @@ link repeats the client's options byte for byte, with only ``$skip`` advanced.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from urllib.parse import unquote, unquote_plus
 
 from bizagi_etl.emulator.errors import ODataError
 
 DOCUMENTED = {"$top", "$skip", "$count", "$filter", "$expand", "$format"}
+_DIGITS = re.compile(r"[0-9]+")
 UNDOCUMENTED = {"$select", "$orderby", "$search", "$apply", "$compute", "$levels", "$skiptoken"}
 
 
@@ -23,13 +25,13 @@ class QueryOptions:
     skip: int
     count: bool
     filter: str | None
-    raw: tuple[tuple[str, str], ...]  # (decoded name, raw value) in the client's order
+    raw: tuple[tuple[str, str, str], ...]  # (decoded name, raw name, raw value), client's order
 
 
 def parse_query(query_string: bytes, lenient: bool) -> QueryOptions:
     pairs = _split(query_string.decode("latin-1"))
     seen: dict[str, str] = {}
-    for name, raw in pairs:
+    for name, _raw_name, raw in pairs:
         if name in seen:
             raise ODataError(400, f"The query option {name!r} is specified more than once.")
         seen[name] = raw
@@ -47,13 +49,13 @@ def parse_query(query_string: bytes, lenient: bool) -> QueryOptions:
     )
 
 
-def _split(query: str) -> list[tuple[str, str]]:
+def _split(query: str) -> list[tuple[str, str, str]]:
     pairs = []
     for part in query.split("&"):
         if not part:
             continue
         name, _, value = part.partition("=")
-        pairs.append((unquote(name), value))
+        pairs.append((unquote(name), name, value))
     return pairs
 
 
@@ -61,7 +63,7 @@ def _non_negative(options: dict[str, str], name: str) -> int | None:
     if name not in options:
         return None
     text = unquote_plus(options[name]).strip()
-    if not text.isdigit():
+    if not _DIGITS.fullmatch(text):
         raise ODataError(400, f"The value {text!r} of {name} is not a non-negative integer.")
     return int(text)
 
@@ -75,11 +77,7 @@ def _boolean(options: dict[str, str], name: str) -> bool:
 
 def with_skip(options: QueryOptions, skip: int) -> str:
     """The client's query string with ``$skip`` set, every other option untouched."""
-    parts = [f"{_encode_name(n)}={v}" for n, v in options.raw if n != "$skip"]
-    at = next((i for i, (n, _) in enumerate(options.raw) if n == "$skip"), 0)
+    parts = [f"{raw_name}={v}" for n, raw_name, v in options.raw if n != "$skip"]
+    at = next((i for i, (n, _, _) in enumerate(options.raw) if n == "$skip"), 0)
     parts.insert(at, f"$skip={skip}")
     return "&".join(parts)
-
-
-def _encode_name(name: str) -> str:
-    return name.replace("%", "%25").replace("&", "%26").replace("=", "%3D")

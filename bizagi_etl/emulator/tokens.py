@@ -51,10 +51,8 @@ class TokenEndpoint:
         self.store = store
 
     async def handle(self, request: Request) -> Response:
-        failure = self._client_problem(request)
-        if failure is None:
-            form = parse_qs((await request.body()).decode("utf-8", "replace"))
-            failure = self._form_problem(request, form)
+        form = parse_qs((await request.body()).decode("utf-8", "replace"))
+        failure = self._client_problem(request, form) or self._form_problem(request, form)
         if failure is not None:
             status, error, description = failure
             return oauth_error_response(status, error, description, self.config.token_errors_as_200)
@@ -67,15 +65,22 @@ class TokenEndpoint:
         }
         return Response(orjson.dumps(body), 200, media_type="application/json")
 
-    def _client_problem(self, request: Request) -> tuple[int, str, str] | None:
+    def _client_problem(
+        self, request: Request, form: dict[str, list[str]]
+    ) -> tuple[int, str, str] | None:
         header = request.headers.get("authorization", "")
         scheme, _, encoded = header.partition(" ")
-        if scheme.lower() != "basic" or not encoded:
+        if self.config.accept_form_credentials and "client_secret" in form and not header:
+            client_id = form.get("client_id", [""])[0]
+            secret = form["client_secret"][0]
+        elif scheme.lower() != "basic" or not encoded:
             return 401, "invalid_client", "Client authentication with HTTP Basic is required."
-        try:
-            client_id, _, secret = base64.b64decode(encoded, validate=True).decode().partition(":")
-        except (binascii.Error, UnicodeDecodeError):
-            return 401, "invalid_client", "The Basic credentials are not valid base64."
+        else:
+            try:
+                decoded = base64.b64decode(encoded, validate=True).decode()
+            except (binascii.Error, UnicodeDecodeError):
+                return 401, "invalid_client", "The Basic credentials are not valid base64."
+            client_id, _, secret = decoded.partition(":")
         id_ok = hmac.compare_digest(client_id.encode(), self.config.client_id.encode())
         secret_ok = hmac.compare_digest(secret.encode(), self.config.client_secret.encode())
         if not (id_ok and secret_ok):
