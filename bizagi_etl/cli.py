@@ -61,6 +61,10 @@ def main() -> None:
               help="Ignore $select/$orderby/$search instead of answering 400.")  # fmt: skip
 @click.option("--token-errors-as-200", is_flag=True,
               help="Answer token errors with HTTP 200 and the error in the body.")  # fmt: skip
+@click.option("--accept-form-credentials", is_flag=True,
+              help="Also take client_id/client_secret from the token form.")  # fmt: skip
+@click.option("--next-link-origin", default=None, metavar="URL",
+              help="Serve next links on another origin, as a bad proxy would.")  # fmt: skip
 @click.option("--export-truth", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Write every row it would serve as Parquet into DIR, then exit.")  # fmt: skip
 def emulator(host: str, port: int, export_truth: Path | None, **settings: Any) -> None:
