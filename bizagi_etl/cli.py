@@ -100,6 +100,35 @@ def emulator(host: str, port: int, export_truth: Path | None, **settings: Any) -
         click.echo("Emulator stopped.")
 
 
+@main.command()
+def check() -> None:
+    """Reach the project with the BIZAGI_* settings: who we run as, and what answers."""
+    from bizagi_etl.check import diagnose, run_check
+    from bizagi_etl.errors import BizagiError
+    from bizagi_etl.settings import BizagiSettings
+
+    settings = None
+    try:
+        settings = BizagiSettings.from_env()
+        report = run_check(settings)
+    except BizagiError as exc:
+        click.echo(f"FAILED: {diagnose(exc, settings)}", err=True)
+        raise SystemExit(1) from None
+    lifetime = (
+        "never expires" if report.token_lifetime is None else f"{report.token_lifetime:.0f} s"
+    )
+    click.echo(f"Bizagi at {report.base_url}")
+    click.echo(f"  runs as      {report.user}")
+    click.echo(f"  token        lifetime {lifetime}")
+    click.echo(f"  round trip   {report.round_trip_ms:.0f} ms (userProfile)")
+    for path, state in report.resources.items():
+        click.echo(f"  {state:11}  {path}")
+    if not report.all_ok:
+        click.echo("FAILED: some resources do not answer (see above)", err=True)
+        raise SystemExit(1)
+    click.echo("OK")
+
+
 def _emulator_config(settings: dict[str, Any]) -> EmulatorConfig:
     for name in ("start", "end", "drift_date"):
         if isinstance(settings.get(name), dt.datetime):

@@ -10,6 +10,7 @@ from collections import Counter
 from types import TracebackType
 
 import uvicorn
+from starlette.types import ASGIApp
 
 from bizagi_etl.emulator.app import Emulated, build_app
 from bizagi_etl.emulator.config import EmulatorConfig
@@ -18,7 +19,7 @@ from bizagi_etl.emulator.faults import FaultInjector
 log = logging.getLogger(__name__)
 
 
-def _uvicorn_config(app: FaultInjector, log_level: str) -> uvicorn.Config:
+def _uvicorn_config(app: ASGIApp, log_level: str) -> uvicorn.Config:
     return uvicorn.Config(
         app,
         http="h11",
@@ -28,6 +29,57 @@ def _uvicorn_config(app: FaultInjector, log_level: str) -> uvicorn.Config:
         access_log=False,
         timeout_keep_alive=30,
     )
+
+
+class AsgiServer:
+    """Any ASGI app on 127.0.0.1 in a background thread; a context manager on a free port."""
+
+    def __init__(self, app: ASGIApp, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.app = app
+        self.host = host
+        self.port = port
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self, timeout: float = 30.0) -> AsgiServer:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((self.host, self.port))
+        self.port = sock.getsockname()[1]
+        self._server = uvicorn.Server(_uvicorn_config(self.app, "warning"))
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [sock]}, name="asgi-server", daemon=True
+        )
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"the server did not start on {self.base_url}")
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        self._server = self._thread = None
+
+    def __enter__(self) -> AsgiServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
 
 
 class EmulatorServer:
@@ -45,9 +97,8 @@ class EmulatorServer:
         self.host = host
         self.port = port
         self.emulated: Emulated | None = None
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
         self._app: FaultInjector | None = None
+        self._server: AsgiServer | None = None
 
     def __repr__(self) -> str:
         return f"EmulatorServer(base_url={self.base_url!r}, client_id={self.config.client_id!r})"
@@ -73,33 +124,18 @@ class EmulatorServer:
         """What the bad-day switches have done so far: 429, 503, drop, truncate, mutate."""
         return self._app.counts if self._app is not None else Counter()
 
-    def start(self, timeout: float = 30.0) -> EmulatorServer:
+    def start(self) -> EmulatorServer:
         self.emulated = Emulated(self.config)
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.host, self.port))
-        self.port = sock.getsockname()[1]
         self._app = build_app(self.emulated)
-        self._server = uvicorn.Server(_uvicorn_config(self._app, "warning"))
-        self._thread = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [sock]}, name="bizagi-emulator", daemon=True
-        )
-        self._thread.start()
-        deadline = time.monotonic() + timeout
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"the emulator did not start on {self.base_url}")
-            time.sleep(0.01)
+        self._server = AsgiServer(self._app, self.host, self.port).start()
+        self.port = self._server.port
         log.info("Bizagi emulator serving on %s", self.base_url)
         return self
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-        self._server = self._thread = None
+            self._server.stop()
+        self._server = None
 
     def __enter__(self) -> EmulatorServer:
         return self.start()

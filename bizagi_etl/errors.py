@@ -1,0 +1,91 @@
+"""Every error the connector raises, grouped by what the caller should do.
+
+    BizagiError
+    ├── SettingsError          a setting is missing or invalid: fix the configuration
+    ├── TransportError         no usable answer (DNS, TLS, refused, timeouts) after retries
+    ├── HTTPStatusError        the server answered with an error status
+    │   ├── AuthError          401/403 or a refused token request: fix credentials or scope
+    │   ├── ClientError        other 4xx (and unexpected 3xx): fix the request
+    │   └── ServerError        5xx, or 429 that outlived the retry budget
+    ├── ResponseError          the answer is not the JSON it should be (HTML, truncated)
+    ├── PagingError            next links that loop or leave the origin, repeated pages, ceilings
+    └── SchemaError            data that does not fit its declaration
+
+Messages say what happened, where (method and URL, secrets removed), the status and a short
+piece of the body, so a log line alone is enough to act on. Retriable conditions are retried
+inside the client; what reaches the caller is final.
+"""
+
+from __future__ import annotations
+
+
+class BizagiError(Exception):
+    """Base of every error bizagi-etl raises."""
+
+
+class SettingsError(BizagiError, ValueError):
+    """A setting is missing or invalid; the message names it."""
+
+
+class TransportError(BizagiError):
+    """The request got no usable answer: DNS, TLS, refused connection, timeout, dropped body."""
+
+    def __init__(self, message: str, *, method: str, url: str, kind: str) -> None:
+        super().__init__(message)
+        self.method = method
+        self.url = url
+        self.kind = kind  # dns, tls, refused, timeout, dropped, network
+
+
+class HTTPStatusError(BizagiError):
+    """The server answered with an error status."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        method: str,
+        url: str,
+        status: int,
+        body: str,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.method = method
+        self.url = url
+        self.status = status
+        self.body = body  # a short, masked piece of the body
+        self.retry_after = retry_after  # seconds the server asked us to wait, if it did
+
+
+class AuthError(HTTPStatusError):
+    """Credentials, token or scope refused."""
+
+
+class ClientError(HTTPStatusError):
+    """The request is wrong (4xx other than auth), or was redirected."""
+
+
+class ServerError(HTTPStatusError):
+    """The server failed (5xx), or kept throttling beyond the retry budget."""
+
+
+class ResponseError(BizagiError):
+    """The body is not the JSON expected: an HTML page, a truncated or non-JSON body."""
+
+    def __init__(
+        self, message: str, *, method: str, url: str, status: int, retriable: bool = False
+    ) -> None:
+        super().__init__(message)
+        self.method = method
+        self.url = url
+        self.status = status
+        self.retriable = retriable  # a cut or garbled body may come whole next time; HTML won't
+
+
+class PagingError(BizagiError):
+    """Paging cannot go on safely: a loop, a foreign next link, a repeated page, a ceiling."""
+
+
+class SchemaError(BizagiError):
+    """A response or a record does not have the shape it must have."""

@@ -1,0 +1,231 @@
+"""The pages of one OData query, defensively.
+
+Sends ``$top``/``$skip`` and follows ``@odata.nextLink`` (absolute or relative, replacing the
+query, never appending to it). Guards against what servers do on a bad day:
+
+- a page capped below ``$top`` with no next link: while the server's total says rows remain,
+  ask again from the next offset instead of stopping on the short page;
+- a next link seen before, or a page identical to an earlier one: ``PagingError``, not a loop;
+- a next link to another origin: ``PagingError`` before any request goes there;
+- more pages than ``max_pages``: ``PagingError``;
+- rows that come twice because the server's offsets shifted under us (new rows inserted in
+  front while we page): dropped by ``@odata.id`` and counted;
+- a total that does not match the distinct rows received: logged and kept in the statistics.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urljoin
+
+import orjson
+
+from bizagi_etl.client import BizagiClient, RequestStats
+from bizagi_etl.errors import PagingError, SchemaError
+from bizagi_etl.redact import redact_url
+from bizagi_etl.settings import _origin
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class QueryStats:
+    """What one query took and got."""
+
+    path: str
+    requests: int = 0  # HTTP attempts, retries included
+    pages: int = 0
+    rows: int = 0  # distinct rows yielded
+    duplicates: int = 0  # rows dropped because an earlier page already had them
+    retries: Counter[str] = field(default_factory=Counter)  # reason -> count
+    token_refreshes: int = 0
+    bytes: int = 0
+    seconds: float = 0.0
+    server_total: int | None = None  # @odata.totalCount (or @odata.count) of the last page
+
+    @property
+    def total_mismatch(self) -> bool:
+        return self.server_total is not None and self.server_total != self.rows
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "path": self.path, "requests": self.requests, "pages": self.pages, "rows": self.rows,
+            "duplicates": self.duplicates, "retries": dict(self.retries),
+            "token_refreshes": self.token_refreshes, "bytes": self.bytes,
+            "seconds": round(self.seconds, 3), "server_total": self.server_total,
+        }  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    number: int  # 1-based
+    rows: list[dict[str, Any]]  # distinct rows not seen on earlier pages
+    server_total: int | None
+
+
+def iter_pages(
+    client: BizagiClient,
+    path: str,
+    *,
+    filter: str | None = None,
+    page_size: int | None = None,
+    max_pages: int | None = None,
+    stats: QueryStats | None = None,
+) -> Iterator[Page]:
+    """Every page of ``path`` (optionally filtered); fills ``stats`` as it goes."""
+    pager = _Pager(client, path, filter, page_size, max_pages, stats)
+    yield from pager.run()
+
+
+def iter_rows(client: BizagiClient, path: str, **kwargs: Any) -> Iterator[dict[str, Any]]:
+    for page in iter_pages(client, path, **kwargs):
+        yield from page.rows
+
+
+class _Pager:
+    def __init__(
+        self,
+        client: BizagiClient,
+        path: str,
+        filter_: str | None,
+        page_size: int | None,
+        max_pages: int | None,
+        stats: QueryStats | None,
+    ) -> None:
+        self.client = client
+        self.path = path
+        self.filter = filter_
+        self.size = page_size or client.settings.page_size
+        self.max_pages = max_pages or client.settings.max_pages
+        self.stats = stats if stats is not None else QueryStats(path=path)
+        self.origin = client.settings.origin
+        self.seen_links: set[str] = set()
+        self.seen_pages: set[bytes] = set()
+        self.seen_ids: set[str] = set()
+        self.offset = 0  # rows the server has handed out so far, duplicates included
+
+    def url_at(self, skip: int) -> str:
+        options: dict[str, Any] = {"$top": self.size, "$skip": skip}
+        if self.filter:
+            options["$filter"] = self.filter
+        return self.client.url(self.path, options)
+
+    def run(self) -> Iterator[Page]:
+        url: str | None = self.url_at(0)
+        refreshes_before = self.client.auth.refreshes
+        began = time.monotonic()
+        try:
+            while url is not None:
+                body = self._fetch(url)
+                value = _value(body, url)
+                self._check_repeat(value, url)
+                self.offset += len(value)
+                total = _total(body)
+                self.stats.server_total = total if total is not None else self.stats.server_total
+                rows = self._distinct(value)
+                yield Page(number=self.stats.pages, rows=rows, server_total=total)
+                url = self._next(url, body, value, total)
+        finally:
+            self.stats.token_refreshes += self.client.auth.refreshes - refreshes_before
+            self.stats.seconds += time.monotonic() - began
+        self._report()
+
+    def _fetch(self, url: str) -> dict[str, Any]:
+        if self.stats.pages >= self.max_pages:
+            raise PagingError(
+                f"{self.path}: more than {self.max_pages} pages; stopped at "
+                f"{redact_url(url)} (raise max_pages if the collection is really this large)"
+            )
+        request_stats = RequestStats()
+        try:
+            return self.client.get_json(url, request_stats)
+        finally:
+            self.stats.pages += 1
+            self.stats.requests += request_stats.requests
+            self.stats.retries.update(request_stats.retries)
+            self.stats.bytes += request_stats.bytes
+
+    def _check_repeat(self, value: list[Any], url: str) -> None:
+        if not value:
+            return
+        digest = hashlib.blake2b(orjson.dumps(value), digest_size=16).digest()
+        if digest in self.seen_pages:
+            raise PagingError(
+                f"{self.path}: page {self.stats.pages} at {redact_url(url)} repeats an earlier "
+                "page; the server is not advancing"
+            )
+        self.seen_pages.add(digest)
+
+    def _distinct(self, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        rows = []
+        for row in value:
+            identity = row.get("@odata.id") if isinstance(row, dict) else None
+            if identity is not None:
+                if identity in self.seen_ids:
+                    self.stats.duplicates += 1
+                    continue
+                self.seen_ids.add(identity)
+            rows.append(row)
+        self.stats.rows += len(rows)
+        return rows
+
+    def _next(
+        self, url: str, body: dict[str, Any], value: list[Any], total: int | None
+    ) -> str | None:
+        link = body.get("@odata.nextLink")
+        if link:
+            return self._follow(url, str(link))
+        if not value:
+            return None
+        # No next link. A server that caps pages below $top may still hold rows: trust its total,
+        # and without a total, a full page means "maybe more".
+        more = self.offset < total if total is not None else len(value) >= self.size
+        return self.url_at(self.offset) if more else None
+
+    def _follow(self, url: str, link: str) -> str:
+        absolute = urljoin(url, link)
+        if _origin(absolute) != self.origin:
+            raise PagingError(
+                f"{self.path}: the next link points to another origin ({redact_url(absolute)}); "
+                "refused, and no credentials were sent there"
+            )
+        if absolute in self.seen_links:
+            raise PagingError(
+                f"{self.path}: the next link {redact_url(absolute)} was already followed; "
+                "the server is looping"
+            )
+        self.seen_links.add(absolute)
+        return absolute
+
+    def _report(self) -> None:
+        s = self.stats
+        if s.total_mismatch:
+            log.warning(
+                "%s: the server reported %s rows, %d distinct rows arrived (%d duplicates dropped)",
+                self.path, s.server_total, s.rows, s.duplicates,
+            )  # fmt: skip
+        log.debug("%s: %s", self.path, s.as_dict())
+
+
+def _value(body: dict[str, Any], url: str) -> list[dict[str, Any]]:
+    value = body.get("value")
+    if not isinstance(value, list):
+        raise SchemaError(
+            f"GET {redact_url(url)}: expected a collection with a 'value' list, got keys "
+            f"{sorted(body)[:8]}"
+        )
+    return value
+
+
+def _total(body: dict[str, Any]) -> int | None:
+    for key in ("@odata.totalCount", "@odata.count"):
+        value = body.get(key)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    return None
