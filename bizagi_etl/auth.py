@@ -21,12 +21,14 @@ from dataclasses import dataclass
 import httpx
 import orjson
 
+from bizagi_etl import __version__
 from bizagi_etl.errors import AuthError, ClientError, ResponseError, ServerError
-from bizagi_etl.redact import body_excerpt, looks_like_html, redact_url
+from bizagi_etl.redact import body_excerpt, looks_like_html, mask, redact_url
 from bizagi_etl.settings import BizagiSettings, _origin
 
 log = logging.getLogger(__name__)
 
+USER_AGENT = f"bizagi-etl/{__version__} httpx/{httpx.__version__}"
 MARGIN_SECONDS = 60.0  # refresh this long before expiry ...
 MARGIN_SHARE = 0.1  # ... or this share of the lifetime, whichever is shorter
 
@@ -104,13 +106,21 @@ class BizagiAuth(httpx.Auth):
     def _token_request(self) -> httpx.Request:
         s = self.settings
         form = {"grant_type": "client_credentials", "scope": s.scope}
-        headers = {"Accept": "application/json"}
+        headers = {"Accept": "application/json", "User-Agent": USER_AGENT}
         if s.auth_method == "client_secret_post":
             form |= {"client_id": s.client_id, "client_secret": s.client_secret.reveal()}
         else:
             raw = f"{s.client_id}:{s.client_secret.reveal()}".encode()
             headers["Authorization"] = "Basic " + base64.b64encode(raw).decode("ascii")
-        return httpx.Request("POST", s.token_url, data=form, headers=headers)
+        # A request built here does not inherit the client's timeouts: give it the same ones.
+        timeout = httpx.Timeout(s.read_timeout, connect=s.connect_timeout)
+        return httpx.Request(
+            "POST",
+            s.token_url,
+            data=form,
+            headers=headers,
+            extensions={"timeout": timeout.as_dict()},
+        )
 
     def _parse(self, response: httpx.Response) -> Token:
         where = f"POST {redact_url(self.settings.token_url)}"
@@ -135,7 +145,9 @@ class BizagiAuth(httpx.Auth):
             )  # fmt: skip
         body_status = body.get("http_status_code", status)
         if status != 200 or body_status != 200 or "error" in body:
-            reason = f"{body.get('error', 'error')}: {body.get('error_description', '')}".strip()
+            reason = mask(
+                f"{body.get('error', 'error')}: {body.get('error_description', '')}".strip()
+            )
             self._raise_status(where, body_status if status == 200 else status, response, reason)
         return self._token_from(body, where)
 
@@ -146,10 +158,7 @@ class BizagiAuth(httpx.Auth):
                 f"{where} answered without a bearer access_token (token_type {kind!r})",
                 method="POST", url=redact_url(self.settings.token_url), status=200, body="",
             )  # fmt: skip
-        expires_in = body.get("expires_in")
-        lifetime = (
-            float(expires_in) if isinstance(expires_in, int | float) and expires_in > 0 else None
-        )
+        lifetime = _lifetime(body.get("expires_in"))
         expires_at = self.clock() + lifetime if lifetime is not None else None
         return Token(value=value, lifetime=lifetime, expires_at=expires_at)
 
@@ -163,3 +172,19 @@ class BizagiAuth(httpx.Auth):
             raise AuthError(message, method="POST", url=url, status=status, body=excerpt)
         if status >= 300:
             raise ClientError(message, method="POST", url=url, status=status, body=excerpt)
+
+
+def _lifetime(expires_in: object) -> float | None:
+    """Seconds a token lives; ``None`` (never expires) for 0, missing or nonsense values.
+
+    A token that never expires is still refreshed once on a 401, so reading a strange value as
+    "never" costs one round trip at worst; reading it as "already expired" would cost a token
+    request per call.
+    """
+    if isinstance(expires_in, bool) or not isinstance(expires_in, int | float | str):
+        return None
+    try:
+        seconds = float(expires_in)
+    except ValueError:
+        return None
+    return seconds if 0 < seconds < float("inf") else None

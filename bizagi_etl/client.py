@@ -1,9 +1,10 @@
 """One careful HTTP client for a Bizagi project.
 
-Retries what may succeed next time (429, 502, 503, 504, dropped connections, timeouts, cut or
-garbled bodies) with exponential backoff and full jitter, honouring ``Retry-After`` in seconds or
-as an HTTP date, bounded in attempts and in total time. A 429 or 503 pauses every thread of the
-client, not just the one that met it, so a pool slows down instead of hammering the server.
+Retries what may succeed next time (429, 502, 503, 504, dropped or refused connections, as from
+a restarting server, timeouts, cut or garbled bodies) with exponential backoff and full jitter,
+honouring ``Retry-After`` in seconds or as an HTTP date, bounded in attempts and in total time.
+A 429 or 503 pauses every thread of the client, not just the one that met it, so a pool slows
+down instead of hammering the server.
 Everything else fails at once with an error from ``bizagi_etl.errors``.
 """
 
@@ -26,8 +27,7 @@ from urllib.parse import quote
 import httpx
 import orjson
 
-from bizagi_etl import __version__
-from bizagi_etl.auth import BizagiAuth
+from bizagi_etl.auth import USER_AGENT, BizagiAuth
 from bizagi_etl.errors import (
     AuthError,
     BizagiError,
@@ -38,7 +38,7 @@ from bizagi_etl.errors import (
     TransportError,
 )
 from bizagi_etl.odata import query_string
-from bizagi_etl.redact import body_excerpt, looks_like_html, redact_url
+from bizagi_etl.redact import body_excerpt, looks_like_html, mask, redact_url
 from bizagi_etl.settings import BizagiSettings
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,6 @@ log = logging.getLogger(__name__)
 RETRY_STATUSES = {429, 502, 503, 504}
 THROTTLE_STATUSES = {429, 503}
 BACKOFF_BASE = 0.5  # seconds before the first retry, doubling each time
-USER_AGENT = f"bizagi-etl/{__version__} httpx/{httpx.__version__}"
 
 
 @dataclass(slots=True)
@@ -245,9 +244,9 @@ def _odata_message(response: httpx.Response) -> str:
     if isinstance(body, dict):
         inner = body.get("error")
         if isinstance(inner, dict):  # the OData standard's shape
-            return str(inner.get("message", inner))
+            return mask(str(inner.get("message", inner)))
         if "message" in body:
-            return str(body["message"])
+            return mask(str(body["message"]))
     return repr(body_excerpt(response))
 
 

@@ -10,6 +10,7 @@ import httpx
 SENSITIVE_PARAMS = {"access_token", "client_secret", "code", "password", "secret", "token"}
 # Long runs of token-like characters: Bizagi tokens are 40 or 64 hex digits.
 _TOKENISH = re.compile(r"[A-Za-z0-9_\-+/=.]{32,}")
+_GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 EXCERPT = 200
 
 
@@ -28,7 +29,10 @@ def redact_url(url: str) -> str:
 
 
 def mask(text: str) -> str:
-    return _TOKENISH.sub(lambda m: m.group(0)[:4] + "…", text)
+    """Shorten token-like runs; GUIDs (keys of Bizagi's resources) stay readable."""
+    return _TOKENISH.sub(
+        lambda m: m.group(0) if _GUID.fullmatch(m.group(0)) else m.group(0)[:4] + "…", text
+    )
 
 
 def body_excerpt(response: httpx.Response, limit: int = EXCERPT) -> str:
