@@ -46,9 +46,7 @@ class AsgiServer:
         return f"http://{self.host}:{self.port}"
 
     def start(self, timeout: float = 30.0) -> AsgiServer:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.host, self.port))
+        sock = _bind(self.host, self.port)
         self.port = sock.getsockname()[1]
         self._server = uvicorn.Server(_uvicorn_config(self.app, "warning"))
         self._thread = threading.Thread(
@@ -151,6 +149,16 @@ class EmulatorServer:
 
 def serve_forever(emulated: Emulated, host: str, port: int) -> None:
     """Run in the foreground until interrupted (the CLI's ``bizagi-etl emulator``)."""
-    config = _uvicorn_config(build_app(emulated), "warning")
-    config.host, config.port = host, port
-    uvicorn.Server(config).run()
+    sock = _bind(host, port)
+    uvicorn.Server(_uvicorn_config(build_app(emulated), "warning")).run(sockets=[sock])
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # Accepted connections inherit this. Without it, Nagle's algorithm and the client's delayed
+    # ACK stall every keep-alive response by about 40 ms (measured: 44 ms -> 1 ms per request).
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.bind((host, port))
+    return sock
