@@ -4,7 +4,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test check lint format typecheck bench emulator clean
+.PHONY: demo test check lint format typecheck bench emulator clean
+
+demo: $(STAMP)
+	$(BIN)/bizagi-etl demo
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -127,6 +128,173 @@ def check() -> None:
         click.echo("FAILED: some resources do not answer (see above)", err=True)
         raise SystemExit(1)
     click.echo("OK")
+
+
+def _env_path(name: str, default: str) -> Path:
+    return Path(os.environ.get(name) or default)
+
+
+@main.command()
+@click.option("--streams-file", type=click.Path(dir_okay=False, path_type=Path),
+              envvar="BIZAGI_STREAMS_FILE", help="Your own streams (TOML).")  # fmt: skip
+def streams(streams_file: Path | None) -> None:
+    """The stream catalog: tables, key and partitioning."""
+    from rich.table import Table
+
+    from bizagi_etl.console import out
+    from bizagi_etl.streams import ENTITY_VALUES
+
+    catalog = _catalog(streams_file)
+    table = Table(title="Streams", title_justify="left")
+    for name in ("stream", "tables", "key", "partitioning", "source"):
+        table.add_column(name)
+    for s in catalog.all():
+        partitioning = f"daily on {s.cursor}" if s.cursor else "snapshot (per day)"
+        table.add_row(s.name, ", ".join(s.tables), ", ".join(s.key), partitioning, s.path)
+    table.add_row(ENTITY_VALUES, "entity_<name>, one per parameter entity", "id",
+                  "snapshot (per day)", "odata/data/entities(id)/values")  # fmt: skip
+    out.print(table)
+
+
+@main.command()
+@click.argument("stream_names", metavar="STREAM...", nargs=-1, required=True)
+@click.option("--start", type=_DAY, help="First day (UTC), inclusive. Default: yesterday.")
+@click.option("--end", type=_DAY, help="Last day (UTC), exclusive. Default: today.")
+@click.option("--lake", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Lake folder [env BIZAGI_LAKE; default bizagi-data/lake].")  # fmt: skip
+@click.option("--warehouse", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="DuckDB file [env BIZAGI_WAREHOUSE; default bizagi-data/...duckdb]")  # fmt: skip
+@click.option("--no-load", is_flag=True, help="Write the lake only.")
+@click.option("--streams-file", type=click.Path(dir_okay=False, path_type=Path),
+              envvar="BIZAGI_STREAMS_FILE", help="Your own streams (TOML).")  # fmt: skip
+def extract(
+    stream_names: tuple[str, ...],
+    start: dt.datetime | None,
+    end: dt.datetime | None,
+    lake: Path | None,
+    warehouse: Path | None,
+    no_load: bool,
+    streams_file: Path | None,
+) -> None:
+    """Extract STREAM... over [start, end) into the lake, and load the warehouse."""
+    from bizagi_etl.client import BizagiClient
+    from bizagi_etl.errors import BizagiError
+    from bizagi_etl.settings import BizagiSettings
+
+    today = dt.datetime.now(dt.UTC).date()
+    first = start.date() if start else today - dt.timedelta(days=1)
+    last = end.date() if end else today
+    if not first < last:
+        raise click.UsageError(f"--start ({first}) must be before --end ({last}); end is exclusive")
+    lake_root = lake or _env_path("BIZAGI_LAKE", "bizagi-data/lake")
+    db = warehouse or _env_path("BIZAGI_WAREHOUSE", "bizagi-data/warehouse.duckdb")
+    try:
+        settings = BizagiSettings.from_env()
+        with BizagiClient(settings) as client:
+            _run_and_report(client, _catalog(streams_file), stream_names, lake_root,
+                            None if no_load else db, first, last)  # fmt: skip
+    except BizagiError as exc:
+        from bizagi_etl.check import diagnose
+
+        click.echo(f"FAILED: {diagnose(exc)}", err=True)
+        raise SystemExit(1) from None
+
+
+def _catalog(streams_file: Path | None) -> Any:
+    from bizagi_etl.errors import SchemaError
+    from bizagi_etl.streams import Catalog
+
+    try:
+        return Catalog.load(streams_file)
+    except SchemaError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+def _run_and_report(
+    client: Any,
+    catalog: Any,
+    names: tuple[str, ...] | list[str],
+    lake_root: Path,
+    db: Path | None,
+    start: dt.date,
+    end: dt.date,
+) -> Any:
+    from bizagi_etl.console import out, stream_progress, summary
+    from bizagi_etl.lake import Lake
+    from bizagi_etl.run import run
+    from bizagi_etl.warehouse import Warehouse
+
+    warehouse = Warehouse(db) if db else None
+    try:
+        with stream_progress() as progress:
+            report = run(client, catalog, names, Lake(lake_root), warehouse,
+                         start=start, end=end, progress=progress)  # fmt: skip
+    finally:
+        if warehouse is not None:
+            warehouse.close()
+    out.print(summary(report.results, report.loaded))
+    out.print(f"Lake: {lake_root}" + (f"   Warehouse: {db}" if db else "   (not loaded)"))
+    return report
+
+
+DEMO_QUERIES = (
+    ("Cases per process in the last 30 days of the history",
+     "SELECT process_name, sum(cases) AS cases, sum(open_cases) AS still_open "
+     "FROM analytics.cases_per_process_day WHERE day >= (SELECT max(day) - 30 "
+     "FROM analytics.cases_per_process_day) GROUP BY ALL ORDER BY cases DESC LIMIT 5"),
+    ("SLA status by process",
+     "SELECT process_name, sla_status, count(*) AS cases, round(avg(cycle_hours), 1) AS avg_hours "
+     "FROM analytics.case_sla GROUP BY ALL ORDER BY process_name, sla_status LIMIT 8"),
+    ("Open workitems by task and state",
+     "SELECT task, state, workitems FROM analytics.open_workitems "
+     "ORDER BY workitems DESC LIMIT 5"),
+)  # fmt: skip
+
+
+@main.command()
+@click.option("--folder", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("bizagi-demo"), show_default=True,
+              help="Where the lake and the warehouse are left.")  # fmt: skip
+@click.option("--cases", default=20_000, show_default=True, type=click.IntRange(1))
+@click.option("--seed", default=42, show_default=True, type=int)
+def demo(folder: Path, cases: int, seed: int) -> None:
+    """Run the whole pipeline offline: emulator -> lake -> warehouse -> views."""
+    import shutil
+
+    from bizagi_etl.client import BizagiClient
+    from bizagi_etl.console import out
+    from bizagi_etl.emulator import EmulatorServer
+    from bizagi_etl.settings import BizagiSettings, Secret
+    from bizagi_etl.warehouse import Warehouse
+
+    began = time.perf_counter()
+    config = EmulatorConfig(cases=cases, seed=seed)
+    lake_root, db = folder / "lake", folder / "warehouse.duckdb"
+    shutil.rmtree(lake_root, ignore_errors=True)  # the demo owns these two, nothing else
+    db.unlink(missing_ok=True)
+    out.print(f"Starting the Bizagi emulator: {cases:,} cases from {config.start} to {config.end}")
+    with EmulatorServer(config) as bizagi:
+        settings = BizagiSettings(
+            base_url=bizagi.base_url,
+            client_id=bizagi.client_id,
+            client_secret=Secret(bizagi.client_secret),
+            page_size=1000,
+        )
+        with BizagiClient(settings) as client:
+            names = ["processes", "stakeholders", "entities", "entity_values", "cases", "inbox"]
+            _run_and_report(client, _catalog(None), names, lake_root, db, config.start, config.end)
+    with Warehouse(db) as warehouse:
+        out.print(f"\nLanded in {time.perf_counter() - began:.1f} s. Tables in {db}:")
+        for table in warehouse.tables():
+            out.print(f"  bizagi.{table:<20} {warehouse.count(table):>10,} rows")
+        out.print("\nThree queries to try:")
+        for title, sql in DEMO_QUERIES:
+            out.print(f"\n[bold]{title}[/bold]\n  {sql}")
+            for row in warehouse.query(sql):
+                out.print("   ", *row)
+    sql = "SHOW ALL TABLES"
+    out.print(f"\nTry your own: .venv/bin/python -c \"import duckdb; "
+              f"print(duckdb.connect('{db}', read_only=True).sql('{sql}'))\"")  # fmt: skip
 
 
 def _emulator_config(settings: dict[str, Any]) -> EmulatorConfig:

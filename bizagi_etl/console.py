@@ -1,0 +1,81 @@
+"""What the CLI shows while it works: a progress bar per stream and a summary table."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+from rich.console import Console
+from rich.progress import (
+    Progress,
+    ProgressColumn,
+    SpinnerColumn,
+    Task,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+from rich.text import Text
+
+from bizagi_etl.extract import ExtractResult
+from bizagi_etl.extract import Progress as ProgressCallback
+
+console = Console(stderr=True)
+out = Console()
+if not out.is_terminal:  # piped or captured: no terminal width to respect, keep tables whole
+    out = Console(width=160)
+
+
+class _Rate(ProgressColumn):
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed:,.0f} rows/s" if speed else "", style="cyan")
+
+
+@contextmanager
+def stream_progress() -> Iterator[ProgressCallback]:
+    """A callback that keeps one live line per stream: rows, pages, rate, time."""
+    bars = Progress(
+        SpinnerColumn(),
+        TextColumn("[bold]{task.description:<18}"),
+        TextColumn("{task.completed:>10,.0f} rows"),
+        TextColumn("{task.fields[pages]:>6,} pages"),
+        _Rate(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    )
+    tasks: dict[str, TaskID] = {}
+
+    def update(stream: str, rows: int, pages: int) -> None:
+        if stream not in tasks:
+            tasks[stream] = bars.add_task(stream, total=None, pages=0)
+        bars.update(tasks[stream], completed=rows, pages=pages)
+
+    with bars:
+        yield update
+
+
+def summary(results: Sequence[ExtractResult], loaded: dict[str, int]) -> Table:
+    table = Table(title="What landed", title_justify="left")
+    for name in ("stream", "table", "partitions", "rows", "in warehouse", "requests", "retries",
+                 "token refreshes", "seconds"):  # fmt: skip
+        table.add_column(name, justify="left" if name in ("stream", "table") else "right")
+    for result in results:
+        tables = sorted({p.table for p in result.partitions}, key=lambda t: t != result.stream)
+        for i, name in enumerate(tables):
+            parts = [p for p in result.partitions if p.table == name]
+            first = i == 0
+            table.add_row(
+                result.stream if first else "",
+                name,
+                f"{len(parts):,}",
+                f"{sum(p.rows for p in parts):,}",
+                f"{loaded[name]:,}" if name in loaded else "-",
+                f"{result.requests:,}" if first else "",
+                f"{result.retries:,}" if first else "",
+                f"{result.token_refreshes:,}" if first else "",
+                f"{result.seconds:.1f}" if first else "",
+            )
+    return table

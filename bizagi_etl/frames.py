@@ -1,0 +1,138 @@
+"""Records -> typed Arrow tables and pandas frames with the stream's declared types.
+
+Timestamps with any offset become UTC instants (naive ones are read as UTC); decimals are
+built from the shortest text of the JSON number, so ``199.99`` stays exactly 199.99; empty
+strings and nulls stay distinct; an attribute the declaration lacks is kept as a new column
+(typed from its values) rather than dropped; an empty batch is a typed empty table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import orjson
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from bizagi_etl.errors import SchemaError
+from bizagi_etl.schema import TIMESTAMP, Col, unique_names
+
+Record = dict[str, Any]
+_NAIVE = r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)$"
+_DATE_ONLY = r"^(\d{4}-\d{2}-\d{2})$"
+
+
+def to_table(
+    records: Sequence[Record],
+    columns: Sequence[Col],
+    table: str,
+    ignore: frozenset[str] = frozenset(),
+) -> pa.Table:
+    """One batch of (flat) records as an Arrow table: declared columns, then new ones.
+
+    Attributes in ``ignore`` (lists that child tables take) are not turned into columns.
+    """
+    declared = [_column(records, c, table) for c in columns]
+    fields = [pa.field(c.name, arr.type) for c, arr in zip(columns, declared, strict=True)]
+    extra = _undeclared(records, columns, ignore)
+    for col in extra:
+        array = _column(records, col, table)
+        declared.append(array)
+        fields.append(pa.field(col.name, array.type))
+    return pa.Table.from_arrays(declared, schema=pa.schema(fields))
+
+
+def to_frame(table: pa.Table) -> pd.DataFrame:
+    """Arrow-backed pandas: nulls, decimals and UTC timestamps survive the trip."""
+    return table.to_pandas(types_mapper=pd.ArrowDtype)
+
+
+def empty_table(columns: Sequence[Col]) -> pa.Table:
+    return pa.schema([pa.field(c.name, c.type) for c in columns]).empty_table()
+
+
+def _column(records: Sequence[Record], col: Col, table: str) -> pa.Array:
+    values = [r.get(col.source) for r in records]
+    try:
+        if col.json:
+            return pa.array([_json(v) for v in values], pa.string())
+        if col.type == TIMESTAMP:
+            return _timestamps(values)
+        if pa.types.is_decimal(col.type):
+            return pa.array([_decimal(v) for v in values], col.type)
+        if pa.types.is_string(col.type):
+            return pa.array([_text(v) for v in values], pa.string())
+        return pa.array(values, col.type)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, InvalidOperation, TypeError, ValueError) as exc:
+        bad = next((v for v in values if not _fits(v, col.type)), "?")
+        raise SchemaError(
+            f"table {table!r}, column {col.name!r} (from {col.source!r}): cannot read "
+            f"{bad!r} as {col.type}: {exc}"
+        ) from None
+
+
+def _fits(value: Any, type_: pa.DataType) -> bool:
+    try:
+        pa.array([value], type_)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError):
+        return False
+    return True
+
+
+def _timestamps(values: list[Any]) -> pa.Array:
+    text = pa.array([v if v is None or isinstance(v, str) else str(v) for v in values], pa.string())
+    text = pc.replace_substring_regex(text, _DATE_ONLY, r"\1T00:00:00Z")
+    text = pc.replace_substring_regex(text, _NAIVE, r"\1Z")  # naive values are read as UTC
+    return text.cast(TIMESTAMP)
+
+
+def _decimal(value: Any) -> Decimal | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        raise TypeError(f"{value!r} is not a number")
+    # repr of a float is its shortest round-trip text: 199.99 stays 199.99, not 199.9899...
+    return Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+
+
+def _text(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    return orjson.dumps(value).decode()
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else orjson.dumps(value).decode()
+
+
+def _undeclared(
+    records: Sequence[Record], columns: Sequence[Col], ignore: frozenset[str]
+) -> list[Col]:
+    """Columns for attributes no declaration names, typed from their values."""
+    known = {c.source for c in columns} | {c.name for c in columns} | ignore
+    seen: dict[str, list[Any]] = {}
+    for record in records:
+        for key, value in record.items():
+            if key not in known and not key.startswith("@odata."):
+                seen.setdefault(key, []).append(value)
+    sources = sorted(seen)
+    names = unique_names([c.name for c in columns] + sources)[len(columns) :]
+    return [
+        _inferred(name, source, seen[source]) for name, source in zip(names, sources, strict=True)
+    ]
+
+
+def _inferred(name: str, source: str, values: list[Any]) -> Col:
+    present = [v for v in values if v is not None]
+    if all(isinstance(v, bool) for v in present) and present:
+        return Col(name, source, pa.bool_())
+    if all(isinstance(v, int) and not isinstance(v, bool) for v in present) and present:
+        return Col(name, source, pa.int64())
+    if all(isinstance(v, int | float) and not isinstance(v, bool) for v in present) and present:
+        return Col(name, source, pa.float64())
+    if all(isinstance(v, str) for v in present):
+        return Col(name, source, pa.string())
+    return Col(name, source, pa.string(), json=True)  # nested or mixed: JSON text

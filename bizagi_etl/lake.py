@@ -1,0 +1,174 @@
+"""The Parquet lake: ``{root}/{table}/{column}={value}/part-NNNNN.parquet``.
+
+A partition is written whole into ``{root}/{table}/_staging/`` and then swapped in with two
+renames, so readers never see half a partition and a rerun leaves exactly one copy. A crash
+while writing leaves the previous partition as it was; a crash between the two renames is
+repaired by the next ``Lake`` call on that table (``_recover``). This module owns every path.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import re
+import shutil
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from bizagi_etl.errors import SchemaError
+from bizagi_etl.schema import check_identifier
+
+log = logging.getLogger(__name__)
+
+ROWS_PER_FILE = 1_000_000
+ROW_GROUP = 128 * 1024
+STAGING, TRASH = "_staging", "_trash"
+_VALUE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_COLUMNS = ("day", "snapshot")
+META_EXTRACTED_AT = b"bizagi_etl.extracted_at"
+
+
+@dataclass(frozen=True, slots=True)
+class WrittenPartition:
+    table: str
+    column: str  # day or snapshot
+    value: str  # YYYY-MM-DD
+    path: Path
+    files: tuple[Path, ...]
+    rows: int
+
+
+class Lake:
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root).resolve()
+
+    def __repr__(self) -> str:
+        return f"Lake({str(self.root)!r})"
+
+    def table_dir(self, table: str) -> Path:
+        path = (self.root / check_identifier("table", table)).resolve()
+        if path.parent != self.root:
+            raise SchemaError(f"table {table!r} would leave the lake at {self.root}")
+        return path
+
+    def partition_dir(self, table: str, column: str, value: str) -> Path:
+        if column not in _COLUMNS or not _VALUE.match(value):
+            raise SchemaError(f"partition {column}={value!r}: expected day or snapshot=YYYY-MM-DD")
+        return self.table_dir(table) / f"{column}={value}"
+
+    def write_partition(
+        self,
+        table: str,
+        column: str,
+        value: str,
+        batches: Sequence[pa.Table],
+        schema: pa.Schema,
+        *,
+        key: Sequence[str],
+        extracted_at: dt.datetime,
+        before_swap: Callable[[Path], None] | None = None,
+    ) -> WrittenPartition:
+        """Replace one partition with ``batches`` (unified to one schema, sorted by ``key``)."""
+        target = self.partition_dir(table, column, value)
+        self._recover(table)
+        data = _combine(batches, schema, table)
+        if key and data.num_rows:
+            data = data.sort_by([(k, "ascending") for k in key])
+        staging = self.table_dir(table) / STAGING / f"{target.name}.{uuid.uuid4().hex}"
+        staging.mkdir(parents=True)
+        metadata = {META_EXTRACTED_AT: extracted_at.isoformat().encode()}
+        data = data.replace_schema_metadata({**(data.schema.metadata or {}), **metadata})
+        names = _write_files(staging, data)
+        if before_swap is not None:
+            before_swap(staging)
+        self._swap(staging, target)
+        files = tuple(target / n for n in names)
+        log.debug(
+            "lake: %s/%s=%s <- %d rows in %d files", table, column, value, data.num_rows, len(files)
+        )
+        return WrittenPartition(table, column, value, target, files, data.num_rows)
+
+    def _swap(self, staging: Path, target: Path) -> None:
+        trash = target.parent / TRASH / f"{target.name}.{uuid.uuid4().hex}"
+        if target.exists():
+            trash.parent.mkdir(exist_ok=True)
+            os.rename(target, trash)
+        os.rename(staging, target)
+        shutil.rmtree(trash, ignore_errors=True)
+
+    def _recover(self, table: str) -> None:
+        """Finish what a crash interrupted: restore a partition left in the trash, drop stagings."""
+        base = self.table_dir(table)
+        for old in sorted((base / TRASH).glob("*=*.*")) if (base / TRASH).exists() else []:
+            target = base / old.name.rsplit(".", 1)[0]
+            if not target.exists():
+                log.warning("lake: restoring %s from an interrupted swap", target)
+                os.rename(old, target)
+            else:
+                shutil.rmtree(old, ignore_errors=True)
+        shutil.rmtree(base / STAGING, ignore_errors=True)
+
+    def files(self, table: str, column: str | None = None, value: str | None = None) -> list[Path]:
+        base = self.table_dir(table)
+        pattern = f"{column}={value}" if column and value else "*=*"
+        return sorted(
+            p for p in base.glob(f"{pattern}/part-*.parquet") if not p.name.startswith("_")
+        )
+
+    def partitions(self, table: str) -> list[tuple[str, str]]:
+        """(column, value) of every partition of a table, in order."""
+        base = self.table_dir(table)
+        found = [p.name.split("=", 1) for p in base.glob("*=*") if p.is_dir()]
+        return sorted((c, v) for c, v in found if c in _COLUMNS and _VALUE.match(v))
+
+    def read(self, table: str) -> pa.Table:
+        """Every partition of a table (tests and small tables)."""
+        files = self.files(table)
+        return _combine([pq.read_table(f) for f in files], None, table) if files else pa.table({})
+
+
+def _combine(batches: Sequence[pa.Table], schema: pa.Schema | None, table: str) -> pa.Table:
+    """One table from batches whose schemas may differ (new columns, wider types)."""
+    tables = [b for b in batches if b.num_columns]
+    if not tables:
+        return (schema or pa.schema([])).empty_table()
+    try:
+        unified = pa.unify_schemas(
+            [schema, *(t.schema for t in tables)] if schema else [t.schema for t in tables],
+            promote_options="permissive",
+        )
+        return pa.concat_tables([_conform(t, unified) for t in tables])
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        raise SchemaError(f"table {table!r}: batches do not agree on a schema: {exc}") from None
+
+
+def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    arrays = []
+    for field in schema:
+        index = table.schema.get_field_index(field.name)
+        column = table.column(index) if index >= 0 else pa.nulls(table.num_rows, field.type)
+        arrays.append(column.cast(field.type) if column.type != field.type else column)
+    return pa.Table.from_arrays(arrays, schema=schema.remove_metadata())
+
+
+def _write_files(folder: Path, data: pa.Table) -> list[str]:
+    names = []
+    starts = range(0, max(data.num_rows, 1), ROWS_PER_FILE)
+    for number, start in enumerate(starts):
+        name = f"part-{number:05d}.parquet"
+        chunk = data.slice(start, ROWS_PER_FILE)
+        pq.write_table(chunk, folder / name, compression="zstd", row_group_size=ROW_GROUP)
+        names.append(name)
+    return names
+
+
+def extracted_at_of(path: Path) -> dt.datetime | None:
+    metadata = pq.read_schema(path).metadata or {}
+    raw = metadata.get(META_EXTRACTED_AT)
+    return dt.datetime.fromisoformat(raw.decode()) if raw else None

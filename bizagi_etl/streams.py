@@ -1,0 +1,335 @@
+"""The stream catalog: what each table is, one declaration per stream.
+
+A stream names its OData path, key, partitioning (a snapshot, or daily windows on a date
+cursor), declared columns and child tables. Parameter entities become one stream each,
+discovered from their templates at run time. Users add their own streams in a TOML file
+(``custom_streams``) without code.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pyarrow as pa
+
+from bizagi_etl.errors import SchemaError
+from bizagi_etl.schema import (
+    BIZAGI_TYPES,
+    TIMESTAMP,
+    Col,
+    arrow_type,
+    check_identifier,
+    unique_names,
+)
+
+Record = dict[str, Any]
+
+SNAPSHOT = "snapshot"  # the whole set, partitioned by extraction day
+DAILY = "daily"  # one partition per day of the cursor
+
+
+@dataclass(frozen=True, slots=True)
+class Child:
+    """A table exploded from a list inside each parent record, partitioned with its parent."""
+
+    name: str
+    source: str  # the parent's list attribute the rows come from; not kept in the parent
+    key: tuple[str, ...]
+    columns: tuple[Col, ...]
+    rows: Callable[[Record], list[Record]]  # parent record -> child rows (by column source)
+
+
+@dataclass(frozen=True, slots=True)
+class Stream:
+    name: str  # table name; also the lake folder
+    description: str
+    path: str  # under the base URL; "{process_id}" is filled per process when fanned out
+    key: tuple[str, ...]  # column names
+    partitioning: str  # SNAPSHOT or DAILY
+    columns: tuple[Col, ...]  # declared; undeclared attributes are added as they appear
+    cursor: str | None = None  # record field of the daily window (DAILY only)
+    fan_out: bool = False  # run once per process (processes(id)/...), adding process_id
+    children: tuple[Child, ...] = ()
+    flatten: Callable[[Record], Record] | None = None  # record -> flat row, before columns
+    kind: str = "builtin"  # builtin, entity or custom
+
+    @property
+    def partition_column(self) -> str:
+        return "day" if self.partitioning == DAILY else "snapshot"
+
+    @property
+    def child_sources(self) -> frozenset[str]:
+        return frozenset(c.source for c in self.children)
+
+    @property
+    def tables(self) -> tuple[str, ...]:
+        return (self.name, *(c.name for c in self.children))
+
+
+_STRING = pa.string()
+
+
+def _c(name: str, source: str, type_: pa.DataType = _STRING, json: bool = False) -> Col:
+    return Col(name, source, type_, json)
+
+
+def _json_text(value: Any) -> str | None:
+    return None if value is None else orjson.dumps(value).decode()
+
+
+def _value_text(value: Any) -> str | None:
+    """A parameter value as text: strings as they are, numbers and booleans as JSON."""
+    if value is None or isinstance(value, str):
+        return value
+    return orjson.dumps(value).decode()
+
+
+def _value_type(item: Record) -> str:
+    if "files" in item and "value" not in item:
+        return "files"
+    value = item.get("value")
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    return "string" if isinstance(value, str) else "json"
+
+
+def _case_parameters(case: Record) -> list[Record]:
+    return [
+        {
+            "case_id": case["id"],
+            "position": i,
+            "xpath": p.get("xpath"),
+            "value": _value_text(p.get("value")) if "value" in p else None,
+            "value_type": _value_type(p),
+            "files": _json_text(p["files"]) if "files" in p else None,
+        }
+        for i, p in enumerate(case.get("parameters") or [])
+    ]
+
+
+def _inbox_workitems(case: Record) -> list[Record]:
+    return [{"case_id": case["idCase"], **w} for w in case.get("workitems") or []]
+
+
+CASE_PARAMETERS = Child(
+    name="case_parameters",
+    source="parameters",
+    key=("case_id", "position"),
+    columns=(
+        _c("case_id", "case_id", pa.int64()), _c("position", "position", pa.int32()),
+        _c("xpath", "xpath"), _c("value", "value"), _c("value_type", "value_type"),
+        _c("files", "files"),
+    ),
+    rows=_case_parameters,
+)  # fmt: skip
+
+INBOX_WORKITEMS = Child(
+    name="inbox_workitems",
+    source="workitems",
+    key=("id",),
+    columns=(
+        _c("case_id", "case_id", pa.int64()), _c("id", "id", pa.int64()),
+        _c("task_name", "taskName"), _c("task_display_name", "taskDisplayName"),
+        _c("state", "state"), _c("solution_date", "SolutionDate", TIMESTAMP),
+        _c("parameters", "parameters", json=True),
+    ),
+    rows=_inbox_workitems,
+)  # fmt: skip
+
+BUILTIN: tuple[Stream, ...] = (
+    Stream(
+        name="processes",
+        description="Processes of the project (metadata service), parameters as JSON",
+        path="odata/metadata/processes",
+        key=("id",),
+        partitioning=SNAPSHOT,
+        columns=(
+            _c("id", "id"), _c("name", "name"), _c("display_name", "displayName"),
+            _c("entity_id", "entityId"), _c("process_id", "processId", pa.int64()),
+            _c("process_type", "processType"), _c("parameters", "parameters", json=True),
+            _c("template", "template", json=True),
+        ),
+    ),
+    Stream(
+        name="stakeholders",
+        description="Stakeholders (personas) of the project",
+        path="odata/metadata/stakeholders",
+        key=("id",),
+        partitioning=SNAPSHOT,
+        columns=(_c("id", "id"), _c("name", "name"), _c("display_name", "displayName"),
+                 _c("icon_name", "iconName")),
+    ),
+    Stream(
+        name="entities",
+        description="Parameter entities and their templates",
+        path="odata/data/entities",
+        key=("id",),
+        partitioning=SNAPSHOT,
+        columns=(_c("id", "id"), _c("name", "name"), _c("display_name", "displayName"),
+                 _c("type", "type"), _c("template", "template", json=True)),
+    ),
+    Stream(
+        name="cases",
+        description="Cases of every process, by day of creation; parameters in case_parameters",
+        path="odata/data/processes({process_id})/cases",
+        key=("id",),
+        partitioning=DAILY,
+        cursor="creationDate",
+        fan_out=True,
+        columns=(
+            _c("id", "id", pa.int64()), _c("process_id", "process_id"),
+            _c("process_entity_key", "@processEntityKey"), _c("case_number", "caseNumber"),
+            _c("creation_date", "creationDate", TIMESTAMP),
+            _c("estimated_solution_date", "estimatedSolutionDate", TIMESTAMP),
+            _c("solution_date", "solutionDate", TIMESTAMP), _c("process_name", "processName"),
+            _c("closed", "closed", pa.bool_()),
+        ),
+        children=(CASE_PARAMETERS,),
+    ),
+    Stream(
+        name="inbox",
+        description="Open cases in the bound user's inbox, a snapshot per day, with workitems",
+        path="odata/data/casesWithWorkitems",
+        key=("id",),
+        partitioning=SNAPSHOT,
+        columns=(
+            _c("id", "idCase", pa.int64()), _c("case_number", "caseNumber"),
+            _c("creation_date", "CreationDate", TIMESTAMP),
+            _c("solution_date", "SolutionDate", TIMESTAMP),
+        ),
+        children=(INBOX_WORKITEMS,),
+    ),
+)  # fmt: skip
+
+ENTITY_VALUES = "entity_values"  # stands for every entity_<name> stream, found at run time
+
+
+def entity_stream(entity: Record) -> Stream:
+    """The values of one parameter entity, parameters pivoted into typed columns."""
+    template = entity.get("template") or []
+    xpaths = [str(t["xpath"]) for t in template]
+    names = unique_names(["id", *xpaths, "disabled"])
+    columns = [Col(names[0], "id", pa.string())]
+    for name, t in zip(names[1:-1], template, strict=True):
+        columns.append(
+            Col(name, str(t["xpath"]), BIZAGI_TYPES.get(str(t.get("type")), pa.string()))
+        )
+    columns.append(Col(names[-1], "dsbl", pa.bool_()))
+    table = check_identifier("stream", f"entity_{unique_names([str(entity['name'])])[0]}")
+    return Stream(
+        name=table,
+        description=f"Values of the parameter entity {entity.get('displayName') or entity['name']}",
+        path=f"odata/data/entities({entity['id']})/values",
+        key=("id",),
+        partitioning=SNAPSHOT,
+        columns=tuple(columns),
+        flatten=_pivot_parameters,
+        kind="entity",
+    )
+
+
+def _pivot_parameters(record: Record) -> Record:
+    flat = {k: v for k, v in record.items() if k != "parameters"}
+    for p in record.get("parameters") or []:
+        flat[str(p.get("xpath"))] = p.get("value") if "value" in p else p.get("files")
+    return flat
+
+
+# -- custom streams ------------------------------------------------------------------------------
+
+_PATH = re.compile(r"^odata/(data|metadata|query)/[A-Za-z0-9_()'=,.\-/ ]+$")
+
+
+def custom_streams(path: Path) -> list[Stream]:
+    """Streams declared in a TOML file (see README, "Your own streams")."""
+    try:
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise SchemaError(f"streams file {path}: {exc}") from None
+    entries = document.get("streams", [])
+    if not isinstance(entries, list):
+        raise SchemaError(f"streams file {path}: expected [[streams]] tables")
+    streams = [_custom(entry, f"{path} [[streams]] #{i + 1}") for i, entry in enumerate(entries)]
+    _check_unique(streams, str(path))
+    return streams
+
+
+def _custom(entry: dict[str, Any], where: str) -> Stream:
+    unknown = set(entry) - {"name", "path", "key", "cursor", "columns", "description"}
+    if unknown:
+        raise SchemaError(f"{where}: unknown settings {sorted(unknown)}")
+    for required in ("name", "path", "key"):
+        if required not in entry:
+            raise SchemaError(f"{where}: {required!r} is required")
+    name = check_identifier("stream", str(entry["name"]))
+    where = f"{where} ({name})"
+    path = str(entry["path"]).strip().lstrip("/")
+    if not _PATH.match(path) or ".." in path or "//" in path:
+        raise SchemaError(
+            f"{where}: path {entry['path']!r} must be an OData path of the project such as "
+            "odata/data/processes(<id>)/cases, without query, '..' or host"
+        )
+    declared = entry.get("columns", {})
+    if not isinstance(declared, dict):
+        raise SchemaError(f"{where}: columns must be a table of source = type")
+    sources = list(declared)
+    names = unique_names(sources)
+    columns = tuple(
+        Col(n, s, arrow_type(str(declared[s]), where), json=declared[s] == "json")
+        for n, s in zip(names, sources, strict=True)
+    )
+    keys = entry["key"] if isinstance(entry["key"], list) else [entry["key"]]
+    cursor = entry.get("cursor")
+    return Stream(
+        name=name,
+        description=str(entry.get("description", f"Custom stream over {path}")),
+        path=path,
+        key=tuple(unique_names([str(k)])[0] for k in keys),
+        partitioning=DAILY if cursor else SNAPSHOT,
+        columns=columns,
+        cursor=str(cursor) if cursor else None,
+        kind="custom",
+    )
+
+
+def _check_unique(streams: Iterable[Stream], where: str) -> None:
+    taken = {t for s in BUILTIN for t in s.tables} | {ENTITY_VALUES}
+    for stream in streams:
+        if stream.name in taken or stream.name.startswith("entity_"):
+            raise SchemaError(f"{where}: stream name {stream.name!r} is taken")
+        taken.add(stream.name)
+
+
+@dataclass(frozen=True, slots=True)
+class Catalog:
+    """Built-in streams plus the user's own."""
+
+    streams: tuple[Stream, ...] = BUILTIN
+    custom: tuple[Stream, ...] = field(default=())
+
+    @classmethod
+    def load(cls, streams_file: Path | None = None) -> Catalog:
+        custom = tuple(custom_streams(streams_file)) if streams_file else ()
+        return cls(BUILTIN, custom)
+
+    def all(self) -> tuple[Stream, ...]:
+        return self.streams + self.custom
+
+    def get(self, name: str) -> Stream:
+        for stream in self.all():
+            if stream.name == name:
+                return stream
+        raise SchemaError(
+            f"unknown stream {name!r}; known: {', '.join(s.name for s in self.all())}, "
+            f"{ENTITY_VALUES} (every parameter entity) or entity_<name>"
+        )
