@@ -2,8 +2,10 @@
 
 A partition is written whole into ``{root}/{table}/_staging/`` and then swapped in with two
 renames, so readers never see half a partition and a rerun leaves exactly one copy. A crash
-while writing leaves the previous partition as it was; a crash between the two renames is
-repaired by the next ``Lake`` call on that table (``_recover``). This module owns every path.
+while writing leaves the previous partition as it was; after a crash between the two renames,
+readers find the previous version in ``_trash/`` and the next write of that partition puts it
+back before replacing it. Two writers of the same partition at once are not supported (Dagster
+runs one per partition). This module owns every path.
 """
 
 from __future__ import annotations
@@ -76,7 +78,7 @@ class Lake:
     ) -> WrittenPartition:
         """Replace one partition with ``batches`` (unified to one schema, sorted by ``key``)."""
         target = self.partition_dir(table, column, value)
-        self._recover(table)
+        self._recover(target)
         data = _combine(batches, schema, table)
         if key and data.num_rows:
             data = data.sort_by([(k, "ascending") for k in key])
@@ -102,30 +104,48 @@ class Lake:
         os.rename(staging, target)
         shutil.rmtree(trash, ignore_errors=True)
 
-    def _recover(self, table: str) -> None:
-        """Finish what a crash interrupted: restore a partition left in the trash, drop stagings."""
-        base = self.table_dir(table)
-        for old in sorted((base / TRASH).glob("*=*.*")) if (base / TRASH).exists() else []:
-            target = base / old.name.rsplit(".", 1)[0]
+    def _recover(self, target: Path) -> None:
+        """Before writing a partition: finish what a crash of an earlier write left behind.
+
+        Only this partition's leftovers are touched, so writers of other partitions of the same
+        table (parallel runs) are never disturbed.
+        """
+        trash, staging = target.parent / TRASH, target.parent / STAGING
+        for old in sorted(trash.glob(f"{target.name}.*")) if trash.exists() else []:
             if not target.exists():
                 log.warning("lake: restoring %s from an interrupted swap", target)
                 os.rename(old, target)
             else:
                 shutil.rmtree(old, ignore_errors=True)
-        shutil.rmtree(base / STAGING, ignore_errors=True)
+        for stale in staging.glob(f"{target.name}.*") if staging.exists() else []:
+            shutil.rmtree(stale, ignore_errors=True)
 
     def files(self, table: str, column: str | None = None, value: str | None = None) -> list[Path]:
-        base = self.table_dir(table)
+        """Parquet files of a table, or of one partition; readers never see staging files.
+
+        A partition whose swap was interrupted between its two renames is read from the trash,
+        where its previous version waits to be restored by the next write.
+        """
         pattern = f"{column}={value}" if column and value else "*=*"
         return sorted(
-            p for p in base.glob(f"{pattern}/part-*.parquet") if not p.name.startswith("_")
+            p for d in self._partition_dirs(table, pattern) for p in d.glob("part-*.parquet")
         )
 
     def partitions(self, table: str) -> list[tuple[str, str]]:
         """(column, value) of every partition of a table, in order."""
-        base = self.table_dir(table)
-        found = [p.name.split("=", 1) for p in base.glob("*=*") if p.is_dir()]
+        found = [d.name.split(".", 1)[0].split("=", 1) for d in self._partition_dirs(table, "*=*")]
         return sorted((c, v) for c, v in found if c in _COLUMNS and _VALUE.match(v))
+
+    def _partition_dirs(self, table: str, pattern: str) -> list[Path]:
+        base = self.table_dir(table)
+        dirs = [d for d in base.glob(pattern) if d.is_dir()]
+        present = {d.name for d in dirs}
+        for old in sorted((base / TRASH).glob(f"{pattern}.*")) if (base / TRASH).exists() else []:
+            name = old.name.rsplit(".", 1)[0]
+            if name not in present and not (base / name).exists():
+                dirs.append(old)
+                present.add(name)
+        return dirs
 
     def read(self, table: str) -> pa.Table:
         """Every partition of a table (tests and small tables)."""

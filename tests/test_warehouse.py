@@ -1,0 +1,126 @@
+"""The warehouse: partitions replaced in one transaction, types widened only without loss."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+import pyarrow as pa
+import pytest
+
+from bizagi_etl.errors import SchemaError
+from bizagi_etl.lake import Lake
+from bizagi_etl.warehouse import Warehouse
+
+AT = dt.datetime(2026, 11, 2, tzinfo=dt.UTC)
+
+
+@pytest.fixture
+def lake(tmp_path):
+    return Lake(tmp_path / "lake")
+
+
+@pytest.fixture
+def warehouse(tmp_path):
+    with Warehouse(tmp_path / "w.duckdb") as w:
+        yield w
+
+
+def _put(lake, warehouse, value, table, name="t"):
+    written = lake.write_partition(name, "day", value, [table], table.schema, key=[],
+                                   extracted_at=AT)  # fmt: skip
+    return warehouse.load_partition(name, value, written.files, AT)
+
+
+def test_load_replaces_a_partition(lake, warehouse):
+    assert _put(lake, warehouse, "2025-01-01", pa.table({"id": [1, 2]})) == 2
+    assert _put(lake, warehouse, "2025-01-02", pa.table({"id": [3]})) == 1
+    assert _put(lake, warehouse, "2025-01-01", pa.table({"id": [1]})) == 1
+    rows = warehouse.query("SELECT _partition, id FROM bizagi.t ORDER BY id")
+    assert rows == [("2025-01-01", 1), ("2025-01-02", 3)]
+    extracted = warehouse.query("SELECT DISTINCT _extracted_at FROM bizagi.t")
+    assert extracted == [(AT,)]
+
+
+def test_new_columns_are_added_and_old_rows_kept(lake, warehouse):
+    _put(lake, warehouse, "2025-01-01", pa.table({"id": [1]}))
+    _put(lake, warehouse, "2025-01-02", pa.table({"id": [2], "note": ["hi"]}))
+    assert warehouse.query("SELECT id, note FROM bizagi.t ORDER BY id") == [(1, None), (2, "hi")]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "widened"),
+    [
+        (pa.int32(), pa.int64(), "BIGINT"),
+        (pa.int16(), pa.float64(), "DOUBLE"),
+        (pa.decimal128(19, 4), pa.decimal128(38, 12), "DECIMAL(38,12)"),
+        (pa.float32(), pa.float64(), "DOUBLE"),
+    ],
+)
+def test_types_widen_without_loss(lake, warehouse, old, new, widened):
+    _put(lake, warehouse, "2025-01-01", pa.table({"x": pa.array([1], old)}))
+    _put(lake, warehouse, "2025-01-02", pa.table({"x": pa.array([2], new)}))
+    assert warehouse.columns("t")["x"] == widened
+    assert sorted(v for (v,) in warehouse.query("SELECT x FROM bizagi.t")) == [1, 2]
+
+
+def test_narrower_data_goes_into_a_wider_column(lake, warehouse):
+    _put(lake, warehouse, "2025-01-01", pa.table({"x": pa.array([10**12], pa.int64())}))
+    _put(lake, warehouse, "2025-01-02", pa.table({"x": pa.array([1], pa.int32())}))
+    assert warehouse.columns("t")["x"] == "BIGINT"
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        (pa.array([True]), pa.array([dt.datetime(2025, 1, 1)], pa.timestamp("us"))),
+        (pa.array([2**53 + 1], pa.int64()), pa.array([1.5])),
+        (pa.array(["a"]), pa.array([1], pa.int64())),
+        (pa.array([Decimal("1.25")], pa.decimal128(19, 4)), pa.array([1.5])),
+    ],
+)
+def test_a_change_that_cannot_widen_fails_and_loses_nothing(lake, warehouse, old, new):
+    _put(lake, warehouse, "2025-01-01", pa.table({"x": old}))
+    before = warehouse.query("SELECT * FROM bizagi.t")
+    old_type = warehouse.columns("t")["x"]
+    with pytest.raises(SchemaError) as caught:
+        _put(lake, warehouse, "2025-01-02", pa.table({"x": new}))
+    message = str(caught.value)
+    assert "bizagi.t" in message
+    assert "'x'" in message
+    assert old_type in message
+    assert warehouse.query("SELECT * FROM bizagi.t") == before
+    assert warehouse.count("t", "2025-01-02") == 0
+
+
+def test_a_failed_load_rolls_back(lake, warehouse, tmp_path):
+    _put(lake, warehouse, "2025-01-01", pa.table({"id": [1, 2]}))
+    broken = tmp_path / "broken.parquet"
+    broken.write_bytes(b"PAR1 not really parquet")
+    with pytest.raises(Exception, match=r"(?i)parquet|invalid|magic"):
+        warehouse.load_partition("t", "2025-01-01", [broken], AT)
+    assert warehouse.count("t", "2025-01-01") == 2
+
+
+def test_identifiers_are_quoted_and_names_checked(lake, warehouse):
+    odd = pa.table({'we"ird col': [1], "select": [2]})
+    _put(lake, warehouse, "2025-01-01", odd)
+    assert warehouse.query('SELECT "we""ird col", "select" FROM bizagi.t') == [(1, 2)]
+    for name in ('t"; DROP TABLE bizagi.t; --', "../t", "T"):
+        with pytest.raises(SchemaError):
+            warehouse.count(name)
+    assert warehouse.count("t") == 1
+
+
+def test_several_partitions_load_in_one_transaction(lake, warehouse):
+    parts = []
+    for day, ids in (("2025-01-01", [1]), ("2025-01-02", [2, 3])):
+        table = pa.table({"id": ids})
+        written = lake.write_partition("t", "day", day, [table], table.schema, key=["id"],
+                                       extracted_at=AT)  # fmt: skip
+        parts.append((day, written.files))
+    assert warehouse.load_partitions("t", parts, AT) == 3
+    assert warehouse.query("SELECT _partition, count(*) FROM bizagi.t GROUP BY 1 ORDER BY 1") == [
+        ("2025-01-01", 1),
+        ("2025-01-02", 2),
+    ]
