@@ -22,6 +22,8 @@ from bizagi_etl.schema import TIMESTAMP, Col, unique_names
 
 Record = dict[str, Any]
 _NAIVE = r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)$"
+_TICKS = r"(T\d{2}:\d{2}:\d{2}\.\d{6})\d+"  # .NET writes 7 digits; Arrow keeps 6 (1 us)
+_CONVERSION_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, InvalidOperation, TypeError, ValueError)
 _DATE_ONLY = r"^(\d{4}-\d{2}-\d{2})$"
 
 
@@ -57,33 +59,38 @@ def empty_table(columns: Sequence[Col]) -> pa.Table:
 def _column(records: Sequence[Record], col: Col, table: str) -> pa.Array:
     values = [r.get(col.source) for r in records]
     try:
-        if col.json:
-            return pa.array([_json(v) for v in values], pa.string())
-        if col.type == TIMESTAMP:
-            return _timestamps(values)
-        if pa.types.is_decimal(col.type):
-            return pa.array([_decimal(v) for v in values], col.type)
-        if pa.types.is_string(col.type):
-            return pa.array([_text(v) for v in values], pa.string())
-        return pa.array(values, col.type)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, InvalidOperation, TypeError, ValueError) as exc:
-        bad = next((v for v in values if not _fits(v, col.type)), "?")
+        return _convert(values, col)
+    except _CONVERSION_ERRORS as exc:
+        bad = next((v for v in values if not _converts(v, col)), "?")
         raise SchemaError(
             f"table {table!r}, column {col.name!r} (from {col.source!r}): cannot read "
             f"{bad!r} as {col.type}: {exc}"
         ) from None
 
 
-def _fits(value: Any, type_: pa.DataType) -> bool:
+def _convert(values: list[Any], col: Col) -> pa.Array:
+    if col.json:
+        return pa.array([_json(v) for v in values], pa.string())
+    if col.type == TIMESTAMP:
+        return _timestamps(values)
+    if pa.types.is_decimal(col.type):
+        return pa.array([_decimal(v) for v in values], col.type)
+    if pa.types.is_string(col.type):
+        return pa.array([_text(v) for v in values], pa.string())
+    return pa.array(values, col.type)
+
+
+def _converts(value: Any, col: Col) -> bool:
     try:
-        pa.array([value], type_)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError):
+        _convert([value], col)
+    except _CONVERSION_ERRORS:
         return False
     return True
 
 
 def _timestamps(values: list[Any]) -> pa.Array:
     text = pa.array([v if v is None or isinstance(v, str) else str(v) for v in values], pa.string())
+    text = pc.replace_substring_regex(text, _TICKS, r"\1")
     text = pc.replace_substring_regex(text, _DATE_ONLY, r"\1T00:00:00Z")
     text = pc.replace_substring_regex(text, _NAIVE, r"\1Z")  # naive values are read as UTC
     return text.cast(TIMESTAMP)
@@ -112,7 +119,7 @@ def _undeclared(
     records: Sequence[Record], columns: Sequence[Col], ignore: frozenset[str]
 ) -> list[Col]:
     """Columns for attributes no declaration names, typed from their values."""
-    known = {c.source for c in columns} | {c.name for c in columns} | ignore
+    known = {c.source for c in columns} | ignore
     seen: dict[str, list[Any]] = {}
     for record in records:
         for key, value in record.items():

@@ -35,7 +35,7 @@ TYPE_NAMES: dict[str, pa.DataType] = {
     "timestamp": TIMESTAMP, "decimal": DECIMAL, "money": MONEY, "json": pa.string(),
 }  # fmt: skip
 
-_SAFE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+_SAFE = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +52,7 @@ def safe_name(text: str) -> str:
     """A lower-case identifier for files and SQL: ``Area (km²)`` -> ``area_km2``."""
     folded = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
     folded = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", folded)  # camelCase -> camel_Case
+    folded = re.sub(r"(?<=[A-Z])(?=[A-Z][a-z])", "_", folded)  # EUMember -> EU_Member
     name = re.sub(r"[^0-9a-zA-Z]+", "_", folded).strip("_").lower()
     if not name or name[0].isdigit():
         name = f"c_{name}"
@@ -67,14 +68,15 @@ def unique_names(names: list[str]) -> list[str]:
             base = f"x{base}"
         name, n = base, 2
         while name in out:
-            name, n = f"{base}_{n}", n + 1
+            suffix = f"_{n}"
+            name, n = f"{base[: 63 - len(suffix)]}{suffix}", n + 1
         out.append(name)
     return out
 
 
 def check_identifier(kind: str, name: str) -> str:
     """Stream and table names: lower-case identifiers only, so no path or SQL can hide in them."""
-    if not _SAFE.match(name):
+    if not _SAFE.fullmatch(name):
         raise SchemaError(
             f"{kind} {name!r} is not allowed: use lower-case letters, digits and _ "
             "(at most 63, not starting with a digit)"

@@ -247,6 +247,7 @@ def _pivot_parameters(record: Record) -> Record:
 
 # -- custom streams ------------------------------------------------------------------------------
 
+_CURSOR = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _PATH = re.compile(r"^odata/(data|metadata|query)/[A-Za-z0-9_()'=,.\-/ ]+$")
 
 
@@ -264,7 +265,9 @@ def custom_streams(path: Path) -> list[Stream]:
     return streams
 
 
-def _custom(entry: dict[str, Any], where: str) -> Stream:
+def _custom(entry: Any, where: str) -> Stream:
+    if not isinstance(entry, dict):
+        raise SchemaError(f"{where}: expected a [[streams]] table, got {entry!r}")
     unknown = set(entry) - {"name", "path", "key", "cursor", "columns", "description"}
     if unknown:
         raise SchemaError(f"{where}: unknown settings {sorted(unknown)}")
@@ -290,6 +293,8 @@ def _custom(entry: dict[str, Any], where: str) -> Stream:
     )
     keys = entry["key"] if isinstance(entry["key"], list) else [entry["key"]]
     cursor = entry.get("cursor")
+    if cursor is not None and not _CURSOR.fullmatch(str(cursor)):
+        raise SchemaError(f"{where}: cursor {cursor!r} is not an attribute name")
     return Stream(
         name=name,
         description=str(entry.get("description", f"Custom stream over {path}")),
