@@ -4,7 +4,8 @@ Daily streams are fetched in chunks of days (one query per process per chunk, no
 and each row is routed to the day of its cursor in UTC; every day of the window gets a
 partition, an empty one included, so a rerun that finds fewer rows still replaces the old
 ones. Rows the server returns outside the window are dropped and counted, never written into
-a partition that was not asked for. Memory holds one chunk of days as Arrow tables.
+a partition that was not asked for. Memory holds one chunk of days as Arrow tables for daily
+streams (sorted by key before writing), and one part file's rows for snapshots.
 """
 
 from __future__ import annotations
@@ -144,11 +145,28 @@ class _Run:
         self.rows_seen = 0
 
     def snapshot(self) -> None:
-        buffers = _Buffers(self.stream)
-        for path, process_id in self._paths():
-            for records in self._pages(path, None, process_id):
-                buffers.add(records)
-        self._write(buffers, "snapshot", self.extracted_at.date().isoformat())
+        """Stream pages straight into the new partition: memory holds a part, not the set."""
+        value = self.extracted_at.date().isoformat()
+        writers = {
+            table: self.lake.open_partition(
+                table, "snapshot", value, declared.schema, self.extracted_at
+            )
+            for table, _key, declared, _batches in _Buffers(self.stream).tables()
+        }
+        try:
+            for path, process_id in self._paths():
+                for records in self._pages(path, None, process_id):
+                    page = _Buffers(self.stream)
+                    page.add(records)
+                    for table, _key, _declared, batches in page.tables():
+                        for batch in batches:
+                            writers[table].write(batch)
+            for writer in writers.values():
+                self.result.partitions.append(writer.commit(self.before_swap))
+        except BaseException:
+            for writer in writers.values():
+                writer.abort()
+            raise
 
     def daily_chunk(self, days: list[dt.date]) -> None:
         lo, hi = _midnight(days[0]), _midnight(days[-1] + dt.timedelta(days=1))

@@ -28,7 +28,7 @@ from bizagi_etl.schema import check_identifier
 
 log = logging.getLogger(__name__)
 
-ROWS_PER_FILE = 1_000_000
+ROWS_PER_PART = 256 * 1024  # rows buffered before a part file is written
 ROW_GROUP = 128 * 1024
 STAGING, TRASH = "_staging", "_trash"
 _VALUE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -64,6 +64,16 @@ class Lake:
             raise SchemaError(f"partition {column}={value!r}: expected day or snapshot=YYYY-MM-DD")
         return self.table_dir(table) / f"{column}={value}"
 
+    def open_partition(
+        self, table: str, column: str, value: str, schema: pa.Schema, extracted_at: dt.datetime
+    ) -> PartitionWriter:
+        """A writer that streams batches into a new version of one partition (see ``commit``)."""
+        target = self.partition_dir(table, column, value)
+        self._recover(target)
+        staging = self.table_dir(table) / STAGING / f"{target.name}.{uuid.uuid4().hex}"
+        staging.mkdir(parents=True)
+        return PartitionWriter(self, table, column, value, target, staging, schema, extracted_at)
+
     def write_partition(
         self,
         table: str,
@@ -76,25 +86,17 @@ class Lake:
         extracted_at: dt.datetime,
         before_swap: Callable[[Path], None] | None = None,
     ) -> WrittenPartition:
-        """Replace one partition with ``batches`` (unified to one schema, sorted by ``key``)."""
-        target = self.partition_dir(table, column, value)
-        self._recover(target)
+        """Replace one partition with ``batches``, unified to one schema and sorted by ``key``."""
         data = _combine(batches, schema, table)
         if key and data.num_rows:
             data = data.sort_by([(k, "ascending") for k in key])
-        staging = self.table_dir(table) / STAGING / f"{target.name}.{uuid.uuid4().hex}"
-        staging.mkdir(parents=True)
-        metadata = {META_EXTRACTED_AT: extracted_at.isoformat().encode()}
-        data = data.replace_schema_metadata({**(data.schema.metadata or {}), **metadata})
-        names = _write_files(staging, data)
-        if before_swap is not None:
-            before_swap(staging)
-        self._swap(staging, target)
-        files = tuple(target / n for n in names)
-        log.debug(
-            "lake: %s/%s=%s <- %d rows in %d files", table, column, value, data.num_rows, len(files)
-        )
-        return WrittenPartition(table, column, value, target, files, data.num_rows)
+        writer = self.open_partition(table, column, value, schema, extracted_at)
+        try:
+            writer.write(data)
+            return writer.commit(before_swap)
+        except BaseException:
+            writer.abort()
+            raise
 
     def _swap(self, staging: Path, target: Path) -> None:
         trash = target.parent / TRASH / f"{target.name}.{uuid.uuid4().hex}"
@@ -177,15 +179,65 @@ def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
     return pa.Table.from_arrays(arrays, schema=schema.remove_metadata())
 
 
-def _write_files(folder: Path, data: pa.Table) -> list[str]:
-    names = []
-    starts = range(0, max(data.num_rows, 1), ROWS_PER_FILE)
-    for number, start in enumerate(starts):
-        name = f"part-{number:05d}.parquet"
-        chunk = data.slice(start, ROWS_PER_FILE)
-        pq.write_table(chunk, folder / name, compression="zstd", row_group_size=ROW_GROUP)
-        names.append(name)
-    return names
+class PartitionWriter:
+    """Writes one partition's new version under _staging, part file by part file, then swaps.
+
+    Batches are buffered up to ``ROWS_PER_PART`` rows, so memory holds one part, not the
+    partition. Batches may bring new columns: each part has the schema of its own batches,
+    and readers unify by name.
+    """
+
+    def __init__(
+        self,
+        lake: Lake,
+        table: str,
+        column: str,
+        value: str,
+        target: Path,
+        staging: Path,
+        schema: pa.Schema,
+        extracted_at: dt.datetime,
+    ) -> None:
+        self.lake, self.table, self.column, self.value = lake, table, column, value
+        self.target, self.staging, self.schema = target, staging, schema
+        self.metadata = {META_EXTRACTED_AT: extracted_at.isoformat().encode()}
+        self.pending: list[pa.Table] = []
+        self.pending_rows = 0
+        self.names: list[str] = []
+        self.rows = 0
+
+    def write(self, batch: pa.Table) -> None:
+        if batch.num_rows == 0:
+            return
+        self.pending.append(batch)
+        self.pending_rows += batch.num_rows
+        if self.pending_rows >= ROWS_PER_PART:
+            self._flush()
+
+    def _flush(self) -> None:
+        data = _combine(self.pending, self.schema, self.table)
+        data = data.replace_schema_metadata({**(data.schema.metadata or {}), **self.metadata})
+        name = f"part-{len(self.names):05d}.parquet"
+        pq.write_table(data, self.staging / name, compression="zstd", row_group_size=ROW_GROUP)
+        self.names.append(name)
+        self.rows += data.num_rows
+        self.pending, self.pending_rows = [], 0
+
+    def commit(self, before_swap: Callable[[Path], None] | None = None) -> WrittenPartition:
+        """Write what is left (a typed empty file for an empty partition) and swap it in."""
+        if self.pending or not self.names:
+            self._flush()
+        if before_swap is not None:
+            before_swap(self.staging)
+        self.lake._swap(self.staging, self.target)
+        files = tuple(self.target / n for n in self.names)
+        log.debug("lake: %s/%s <- %d rows in %d files", self.table, self.target.name, self.rows,
+                  len(files))  # fmt: skip
+        return WrittenPartition(self.table, self.column, self.value, self.target, files, self.rows)
+
+    def abort(self) -> None:
+        """Drop the new version; the previous partition stays as it was."""
+        shutil.rmtree(self.staging, ignore_errors=True)
 
 
 def extracted_at_of(path: Path) -> dt.datetime | None:
