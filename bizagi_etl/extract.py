@@ -23,6 +23,7 @@ import pyarrow as pa
 
 from bizagi_etl import odata
 from bizagi_etl.client import BizagiClient
+from bizagi_etl.errors import SchemaError
 from bizagi_etl.frames import empty_table, to_table
 from bizagi_etl.lake import Lake, WrittenPartition
 from bizagi_etl.paging import QueryStats, iter_pages, iter_rows
@@ -115,6 +116,36 @@ def extract_stream(
     return run.result
 
 
+def stream_paths(client: BizagiClient, stream: Stream) -> Iterator[tuple[str, str | None]]:
+    """(path, process id) of each query a stream runs: one, or one per process."""
+    if not stream.fan_out:
+        yield stream.path, None
+        return
+    processes = sorted(iter_rows(client, "odata/data/processes"), key=lambda p: p["id"])
+    for process in processes:
+        yield stream.path.format(process_id=process["id"]), str(process["id"])
+
+
+def count_at_source(
+    client: BizagiClient, stream: Stream, start: dt.date | None = None, end: dt.date | None = None
+) -> int:
+    """What the API reports as the total of a stream (over [start, end) for daily streams)."""
+    window = None
+    if stream.partitioning == DAILY and stream.cursor and start and end:
+        window = odata.window(stream.cursor, _midnight(start), _midnight(end))
+    total = 0
+    for path, _ in stream_paths(client, stream):
+        options: dict[str, Any] = {"$top": 1, "$skip": 0}
+        if window:
+            options["$filter"] = window
+        body = client.get_json(client.url(path, options))
+        count = body.get("@odata.totalCount", body.get("@odata.count"))
+        if not isinstance(count, int):
+            raise SchemaError(f"{path}: the API reports no total (@odata.totalCount)")
+        total += count
+    return total
+
+
 def load_result(
     warehouse: Warehouse, result: ExtractResult, extracted_at: dt.datetime
 ) -> dict[str, int]:
@@ -181,12 +212,7 @@ class _Run:
             self._write(by_day.get(day) or _Buffers(self.stream), "day", day.isoformat())
 
     def _paths(self) -> Iterator[tuple[str, str | None]]:
-        if not self.stream.fan_out:
-            yield self.stream.path, None
-            return
-        processes = sorted(iter_rows(self.client, "odata/data/processes"), key=lambda p: p["id"])
-        for process in processes:
-            yield self.stream.path.format(process_id=process["id"]), str(process["id"])
+        return stream_paths(self.client, self.stream)
 
     def _pages(
         self, path: str, filter_: str | None, process_id: str | None

@@ -219,6 +219,33 @@ class Warehouse:
         )
         return f"latest_{table}"
 
+    def partition_counts(self, table: str) -> dict[str, int]:
+        """Rows per partition of a table (empty when the table does not exist)."""
+        if not self.columns(table):
+            return {}
+        rows = self.con.execute(
+            f"SELECT _partition, count(*) FROM {table_ref(table)} GROUP BY 1 ORDER BY 1"
+        ).fetchall()
+        return {str(p): int(n) for p, n in rows}
+
+    def key_problems(
+        self, table: str, key: Sequence[str], partitions: Sequence[str] | None = None
+    ) -> tuple[int, int]:
+        """(rows whose key repeats another row's, rows with a null key part) in the partitions."""
+        keys = ", ".join(quote(check_identifier("column", k)) for k in key)
+        nulls = " OR ".join(f"{quote(k)} IS NULL" for k in key)
+        where, params = (
+            ("WHERE _partition IN (SELECT unnest(?))", [list(partitions)])
+            if partitions
+            else ("", [])
+        )
+        row = self.con.execute(
+            f"SELECT count(*) - count(DISTINCT ({keys})), count(*) FILTER (WHERE {nulls}) "
+            f"FROM {table_ref(table)} {where}",
+            params,
+        ).fetchone()
+        return (int(row[0]), int(row[1])) if row else (0, 0)
+
     def query(self, sql: str, params: Sequence[object] = ()) -> list[tuple[object, ...]]:
         return self.con.execute(sql, list(params)).fetchall()
 
