@@ -138,6 +138,15 @@ class Lake:
         found = [d.name.split(".", 1)[0].split("=", 1) for d in self._partition_dirs(table, "*=*")]
         return sorted((c, v) for c, v in found if c in _COLUMNS and _VALUE.match(v))
 
+    def tables(self, prefix: str = "") -> list[str]:
+        """Tables present in the lake, optionally only those whose name starts with ``prefix``."""
+        if not self.root.exists():
+            return []
+        return sorted(
+            d.name for d in self.root.iterdir() if d.is_dir() and d.name.startswith(prefix)
+            and not d.name.startswith("_")
+        )  # fmt: skip
+
     def _partition_dirs(self, table: str, pattern: str) -> list[Path]:
         base = self.table_dir(table)
         dirs = [d for d in base.glob(pattern) if d.is_dir()]

@@ -1,0 +1,1 @@
+"""Dagster code location for bizagi-etl: thin orchestration over the ``bizagi_etl`` library."""

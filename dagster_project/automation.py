@@ -1,0 +1,61 @@
+"""Jobs and schedules: daily partitions early each morning (UTC), snapshots and views after."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import dagster as dg
+
+from bizagi_etl.streams import DAILY
+from dagster_project.factory import DAILY_PARTITIONS, extract_key, load_key, orchestrated_streams
+from dagster_project.views import view_specs
+
+if TYPE_CHECKING:  # the job type define_asset_job returns is not exported by dagster
+    from dagster._core.definitions.partitions.partitioned_schedule import (
+        UnresolvedPartitionedAssetScheduleDefinition,
+    )
+    from dagster._core.definitions.unresolved_asset_job_definition import (
+        UnresolvedAssetJobDefinition,
+    )
+
+
+def daily_job() -> UnresolvedAssetJobDefinition:
+    keys = [k for s in orchestrated_streams() if s.partitioning == DAILY
+            for k in (extract_key(s), load_key(s))]  # fmt: skip
+    return dg.define_asset_job(
+        "bizagi_daily",
+        selection=dg.AssetSelection.assets(*keys),
+        partitions_def=DAILY_PARTITIONS,
+        description="Daily streams for one day (or a range, in one run): API -> lake -> DuckDB",
+    )
+
+
+def snapshot_job() -> UnresolvedAssetJobDefinition:
+    keys = [k for s in orchestrated_streams() if s.partitioning != DAILY
+            for k in (extract_key(s), load_key(s))]  # fmt: skip
+    views = [spec.key for spec in view_specs()]
+    return dg.define_asset_job(
+        "bizagi_snapshots",
+        selection=dg.AssetSelection.assets(*keys, *views),
+        description="Snapshot streams, then the analytics views",
+    )
+
+
+def schedules(
+    daily_job: UnresolvedAssetJobDefinition, snapshot_job: UnresolvedAssetJobDefinition
+) -> list[dg.ScheduleDefinition | UnresolvedPartitionedAssetScheduleDefinition]:
+    daily = dg.build_schedule_from_partitioned_job(
+        daily_job,
+        name="bizagi_daily_schedule",
+        hour_of_day=1,
+        minute_of_hour=30,
+        description="01:30 UTC: the last complete day of every daily stream",
+    )
+    snapshots = dg.ScheduleDefinition(
+        name="bizagi_snapshots_schedule",
+        job=snapshot_job,
+        cron_schedule="30 2 * * *",
+        execution_timezone="UTC",
+        description="02:30 UTC: today's snapshots, then the views",
+    )
+    return [daily, snapshots]

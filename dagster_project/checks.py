@@ -1,0 +1,163 @@
+"""Asset checks on the warehouse tables.
+
+- ``rows_match_api`` (error, blocks downstream views): the rows in the warehouse for the run's
+  window (or, run on its own, for every loaded day) equal the total the API reports for it;
+- ``key_unique_not_null`` (error): no repeated and no null keys, in the table and its children;
+- ``schema_unchanged`` (warn): the columns match those of the previous materialization;
+- ``days_not_empty`` (warn, daily streams): no day is empty where the 28 days before it had rows.
+"""
+
+import datetime as dt
+from collections.abc import Iterator
+
+import dagster as dg
+
+from bizagi_etl.extract import count_at_source, resolve_streams
+from bizagi_etl.streams import DAILY, ENTITY_VALUES, Stream
+from bizagi_etl.warehouse import Warehouse
+from dagster_project.factory import catalog, load_key, orchestrated_streams, tables_of
+from dagster_project.resources import BizagiResource, LakehouseResource
+
+WARN = dg.AssetCheckSeverity.WARN
+HISTORY_DAYS = 28
+
+
+def _checked_partitions(
+    context: dg.AssetCheckExecutionContext, warehouse: Warehouse, table: str, daily: bool
+) -> list[str]:
+    """The run's days when it has a partition window, else every loaded partition (daily) or
+    the newest snapshot."""
+    loaded = sorted(warehouse.partition_counts(table))
+    if not daily:
+        return loaded[-1:]
+    if context.has_partition_key or context.has_partition_key_range:
+        start, end = context.partition_time_window
+        first, last = start.date().isoformat(), end.date().isoformat()
+        return [p for p in loaded if first <= p < last]
+    return loaded
+
+
+def stream_checks(stream: Stream) -> list[dg.AssetChecksDefinition]:
+    asset = load_key(stream)
+    daily = stream.partitioning == DAILY
+
+    @dg.asset_check(asset=asset, name="rows_match_api", blocking=True, pool="duckdb",
+                    description="Rows in the warehouse equal the API's reported total")  # fmt: skip
+    def rows_match_api(
+        context: dg.AssetCheckExecutionContext,
+        bizagi: BizagiResource,
+        lakehouse: LakehouseResource,
+    ) -> dg.AssetCheckResult:
+        client = bizagi.client()
+        landed, expected, detail = 0, 0, {}
+        with lakehouse.warehouse() as warehouse:
+            for target in resolve_streams(client, catalog(), [stream.name]):
+                parts = _checked_partitions(context, warehouse, target.name, daily)
+                counts = warehouse.partition_counts(target.name)
+                rows = sum(counts.get(p, 0) for p in parts)
+                start, end = _days(parts) if daily else (None, None)
+                total = count_at_source(client, target, start, end) if parts else 0
+                landed, expected = landed + rows, expected + total
+                detail[target.name] = {"warehouse": rows, "api": total, "partitions": len(parts)}
+        return dg.AssetCheckResult(
+            passed=landed == expected,
+            metadata={"warehouse_rows": landed, "api_total": expected, "tables": detail},
+        )
+
+    @dg.asset_check(asset=asset, name="key_unique_not_null", pool="duckdb",
+                    description="Keys are unique and never null")  # fmt: skip
+    def key_unique_not_null(
+        context: dg.AssetCheckExecutionContext, lakehouse: LakehouseResource
+    ) -> dg.AssetCheckResult:
+        problems: dict[str, dict[str, int]] = {}
+        with lakehouse.warehouse() as warehouse:
+            for table, key in _keyed_tables(stream, lakehouse):
+                parts = _checked_partitions(context, warehouse, table, daily)
+                duplicates, nulls = warehouse.key_problems(table, key, parts) if parts else (0, 0)
+                problems[table] = {"duplicate_keys": duplicates, "null_keys": nulls}
+        bad = any(v["duplicate_keys"] or v["null_keys"] for v in problems.values())
+        return dg.AssetCheckResult(passed=not bad, metadata={"tables": problems})
+
+    @dg.asset_check(asset=asset, name="schema_unchanged",
+                    description="Columns match the previous materialization (warns)")  # fmt: skip
+    def schema_unchanged(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+        schemas = _recent_schemas(context.instance, asset)
+        if len(schemas) < 2:
+            return dg.AssetCheckResult(passed=True, metadata={"note": "no earlier materialization"})
+        current, previous = schemas[0], schemas[1]
+        added = sorted(set(current) - set(previous))
+        removed = sorted(set(previous) - set(current))
+        changed = sorted(c for c in set(current) & set(previous) if current[c] != previous[c])
+        return dg.AssetCheckResult(
+            passed=not (added or removed or changed),
+            severity=WARN,
+            metadata={"added": added, "removed": removed, "type_changed": changed},
+        )
+
+    checks = [rows_match_api, key_unique_not_null, schema_unchanged]
+    if daily:
+
+        @dg.asset_check(
+            asset=asset,
+            name="days_not_empty",
+            pool="duckdb",
+            description="No empty day where the history says there should be rows",
+        )
+        def days_not_empty(
+            context: dg.AssetCheckExecutionContext, lakehouse: LakehouseResource
+        ) -> dg.AssetCheckResult:
+            with lakehouse.warehouse() as warehouse:
+                counts = warehouse.partition_counts(stream.name)
+                parts = _checked_partitions(context, warehouse, stream.name, daily)
+            empty = [p for p in parts if counts.get(p, 0) == 0 and _usual(counts, p) >= 1]
+            return dg.AssetCheckResult(
+                passed=not empty,
+                severity=WARN,
+                metadata={"empty_days": empty, "checked_days": len(parts)},
+            )
+
+        checks.append(days_not_empty)
+    return checks
+
+
+def _keyed_tables(
+    stream: Stream, lakehouse: LakehouseResource
+) -> Iterator[tuple[str, tuple[str, ...]]]:
+    if stream.name == ENTITY_VALUES:
+        for table in tables_of(stream, lakehouse.lake()):
+            yield table, ("id",)
+        return
+    yield stream.name, stream.key
+    for child in stream.children:
+        yield child.name, child.key
+
+
+def _days(parts: list[str]) -> tuple[dt.date | None, dt.date | None]:
+    if not parts:
+        return None, None
+    return dt.date.fromisoformat(parts[0]), dt.date.fromisoformat(parts[-1]) + dt.timedelta(days=1)
+
+
+def _usual(counts: dict[str, int], day: str) -> float:
+    """Mean rows per day over the HISTORY_DAYS days before ``day`` that are loaded."""
+    end = dt.date.fromisoformat(day)
+    before = [(end - dt.timedelta(days=i)).isoformat() for i in range(1, HISTORY_DAYS + 1)]
+    known = [counts[d] for d in before if d in counts]
+    return sum(known) / len(known) if known else 0.0
+
+
+def _recent_schemas(instance: dg.DagsterInstance, asset: dg.AssetKey) -> list[dict[str, str]]:
+    """Column name -> type of the latest materializations, newest first."""
+    records = instance.fetch_materializations(asset, limit=2).records
+    schemas = []
+    for record in records:
+        materialization = record.asset_materialization
+        value = materialization.metadata.get("dagster/column_schema") if materialization else None
+        schema = getattr(value, "schema", None)
+        if schema is not None:
+            schemas.append({c.name: c.type for c in schema.columns})
+    return schemas
+
+
+def all_checks() -> list[dg.AssetChecksDefinition]:
+    return [check for stream in orchestrated_streams() for check in stream_checks(stream)]
