@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import threading
 import time
-from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections import defaultdict, deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pyarrow as pa
 
@@ -35,6 +38,8 @@ log = logging.getLogger(__name__)
 Progress = Callable[[str, int, int], None]  # (stream, rows so far, pages so far)
 Record = dict[str, Any]
 CHUNK_DAYS = 7
+_T = TypeVar("_T")
+_R = TypeVar("_R")
 
 
 @dataclass(slots=True)
@@ -99,6 +104,7 @@ def extract_stream(
     progress: Progress | None = None,
     before_swap: Callable[[Path], None] | None = None,
     chunk_days: int = CHUNK_DAYS,
+    workers: int | None = None,
 ) -> ExtractResult:
     """Extract one stream into the lake. Daily streams need ``start`` < ``end`` (end exclusive)."""
     run = _Run(client, stream, lake, extracted_at or dt.datetime.now(dt.UTC), progress, before_swap)
@@ -108,8 +114,7 @@ def extract_stream(
             raise ValueError(
                 f"stream {stream.name!r} is daily: give start < end, got {start}, {end}"
             )
-        for chunk in _chunks(start, end, chunk_days):
-            run.daily_chunk(chunk)
+        run.daily(start, end, chunk_days, workers or client.settings.max_concurrency)
     else:
         run.snapshot()
     run.result.seconds = time.monotonic() - began
@@ -174,6 +179,8 @@ class _Run:
         self.before_swap = before_swap
         self.result = ExtractResult(stream=stream.name)
         self.rows_seen = 0
+        self.pages_seen = 0
+        self._lock = threading.Lock()  # progress counters, shared by the worker threads
 
     def snapshot(self) -> None:
         """Stream pages straight into the new partition: memory holds a part, not the set."""
@@ -199,17 +206,48 @@ class _Run:
                 writer.abort()
             raise
 
-    def daily_chunk(self, days: list[dt.date]) -> None:
+    def daily(self, start: dt.date, end: dt.date, chunk_days: int, workers: int) -> None:
+        """Slices (chunk of days x process) fetched by a bounded pool; each chunk is written,
+        in order, as soon as its last slice is in."""
+        chunks = list(_chunks(start, end, chunk_days))
+        paths = list(self._paths())
+        slices = [(i, path, process_id) for i in range(len(chunks)) for path, process_id in paths]
+        waiting = [len(paths)] * len(chunks)
+        by_day: dict[int, dict[dt.date, _Buffers]] = defaultdict(dict)
+        for (i, _path, _pid), fetched in ordered_map(workers, self._slice, slices, chunks):
+            self.result.queries.append(fetched.stats)
+            self.result.outside_window += fetched.outside_window
+            for day, buffers in fetched.by_day.items():
+                by_day[i].setdefault(day, _Buffers(self.stream)).extend(buffers)
+            waiting[i] -= 1
+            if waiting[i] == 0:
+                days = by_day.pop(i, {})
+                for day in chunks[i]:
+                    self._write(days.get(day) or _Buffers(self.stream), "day", day.isoformat())
+
+    def _slice(self, item: tuple[int, str, str | None], chunks: list[list[dt.date]]) -> _Slice:
+        """One process over one chunk of days, routed to days (runs in a worker thread)."""
+        index, path, process_id = item
+        days = chunks[index]
         lo, hi = _midnight(days[0]), _midnight(days[-1] + dt.timedelta(days=1))
         assert self.stream.cursor is not None
+        fetched = _Slice(stats=QueryStats(path=path))
         window = odata.window(self.stream.cursor, lo, hi)
-        by_day: dict[dt.date, _Buffers] = defaultdict(lambda: _Buffers(self.stream))
-        for path, process_id in self._paths():
-            for records in self._pages(path, window, process_id):
-                for day, rows in self._route(records, lo, hi).items():
-                    by_day[day].add(rows)
-        for day in days:
-            self._write(by_day.get(day) or _Buffers(self.stream), "day", day.isoformat())
+        for page in iter_pages(self.client, path, filter=window, stats=fetched.stats):
+            records = [self._flat(r, process_id) for r in page.rows]
+            self._count(len(records), 1)
+            routed, outside = self._route(records, lo, hi)
+            fetched.outside_window += outside
+            for day, rows in routed.items():
+                fetched.by_day.setdefault(day, _Buffers(self.stream)).add(rows)
+        return fetched
+
+    def _count(self, rows: int, pages: int) -> None:
+        with self._lock:
+            self.rows_seen += rows
+            self.pages_seen += pages
+            if self.progress:
+                self.progress(self.stream.name, self.rows_seen, self.pages_seen)
 
     def _paths(self) -> Iterator[tuple[str, str | None]]:
         return stream_paths(self.client, self.stream)
@@ -221,9 +259,7 @@ class _Run:
         self.result.queries.append(stats)
         for page in iter_pages(self.client, path, filter=filter_, stats=stats):
             records = [self._flat(r, process_id) for r in page.rows]
-            self.rows_seen += len(records)
-            if self.progress:
-                self.progress(self.stream.name, self.rows_seen, self.result.pages)
+            self._count(len(records), 1)
             yield records
 
     def _flat(self, record: Record, process_id: str | None) -> Record:
@@ -234,20 +270,22 @@ class _Run:
 
     def _route(
         self, records: list[Record], lo: dt.datetime, hi: dt.datetime
-    ) -> dict[dt.date, list[Record]]:
+    ) -> tuple[dict[dt.date, list[Record]], int]:
+        """Records by UTC day of their cursor, and how many fell outside [lo, hi)."""
         cursor = self.stream.cursor
         routed: dict[dt.date, list[Record]] = defaultdict(list)
+        outside = 0
         for record in records:
             when = _instant(record.get(cursor) if cursor else None)
             if when is None or not lo <= when < hi:
-                self.result.outside_window += 1
+                outside += 1
                 log.warning(
                     "%s: row %s outside the window %s..%s (cursor %r), not written",
                     self.stream.name, record.get("id"), lo, hi, record.get(cursor or ""),
                 )  # fmt: skip
                 continue
             routed[when.date()].append(record)
-        return routed
+        return routed, outside
 
     def _write(self, buffers: _Buffers, column: str, value: str) -> None:
         for table, key, declared, batches in buffers.tables():
@@ -258,12 +296,56 @@ class _Run:
             self.result.partitions.append(written)
 
 
+@dataclass(slots=True)
+class _Slice:
+    """What one worker fetched: Arrow batches by day, and its query's statistics."""
+
+    stats: QueryStats
+    by_day: dict[dt.date, _Buffers] = field(default_factory=dict)
+    outside_window: int = 0
+
+
+def ordered_map(
+    workers: int,
+    fn: Callable[[_T, Any], _R],
+    items: Sequence[_T],
+    shared: Any,
+) -> Iterator[tuple[_T, _R]]:
+    """``fn(item, shared)`` for each item on a bounded pool, results in the order of ``items``.
+
+    At most ``2 * workers`` items are in flight, so memory holds a few slices whatever the
+    window; output does not depend on which worker finishes first.
+    """
+    if workers <= 1:
+        for item in items:
+            yield item, fn(item, shared)
+        return
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bizagi-extract")
+    queue: deque[tuple[_T, Future[_R]]] = deque()
+    upcoming = iter(items)
+    try:
+        for item in islice(upcoming, 2 * workers):
+            queue.append((item, pool.submit(fn, item, shared)))
+        while queue:
+            item, future = queue.popleft()
+            result = future.result()
+            for more in islice(upcoming, 1):
+                queue.append((more, pool.submit(fn, more, shared)))
+            yield item, result
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
 class _Buffers:
     """Arrow batches of one partition, for the stream's table and its children."""
 
     def __init__(self, stream: Stream) -> None:
         self.stream = stream
         self.batches: dict[str, list[pa.Table]] = defaultdict(list)
+
+    def extend(self, other: _Buffers) -> None:
+        for table, batches in other.batches.items():
+            self.batches[table].extend(batches)
 
     def add(self, records: list[Record]) -> None:
         if not records:
