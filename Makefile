@@ -32,7 +32,9 @@ test: check
 	$(BIN)/pytest
 
 bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[test,bench]"
 	$(BIN)/python benchmarks/emulator_bench.py
+	$(BIN)/python benchmarks/pipeline_bench.py
 
 emulator: $(STAMP)
 	$(BIN)/bizagi-etl emulator

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from bizagi_etl import odata
 from bizagi_etl.client import BizagiClient
@@ -37,7 +38,7 @@ log = logging.getLogger(__name__)
 
 Progress = Callable[[str, int, int], None]  # (stream, rows so far, pages so far)
 Record = dict[str, Any]
-CHUNK_DAYS = 7
+CHUNK_DAYS = 31  # days per query: fewer requests; memory holds one chunk of rows
 _T = TypeVar("_T")
 _R = TypeVar("_R")
 
@@ -213,17 +214,16 @@ class _Run:
         paths = list(self._paths())
         slices = [(i, path, process_id) for i in range(len(chunks)) for path, process_id in paths]
         waiting = [len(paths)] * len(chunks)
-        by_day: dict[int, dict[dt.date, _Buffers]] = defaultdict(dict)
+        pending: dict[int, _Buffers] = {}
         for (i, _path, _pid), fetched in ordered_map(workers, self._slice, slices, chunks):
             self.result.queries.append(fetched.stats)
             self.result.outside_window += fetched.outside_window
-            for day, buffers in fetched.by_day.items():
-                by_day[i].setdefault(day, _Buffers(self.stream)).extend(buffers)
+            pending.setdefault(i, _Buffers(self.stream)).extend(fetched.buffers)
             waiting[i] -= 1
             if waiting[i] == 0:
-                days = by_day.pop(i, {})
+                by_day = pending.pop(i).split_by_day()
                 for day in chunks[i]:
-                    self._write(days.get(day) or _Buffers(self.stream), "day", day.isoformat())
+                    self._write(by_day.get(day) or _Buffers(self.stream), "day", day.isoformat())
 
     def _slice(self, item: tuple[int, str, str | None], chunks: list[list[dt.date]]) -> _Slice:
         """One process over one chunk of days, routed to days (runs in a worker thread)."""
@@ -231,15 +231,14 @@ class _Run:
         days = chunks[index]
         lo, hi = _midnight(days[0]), _midnight(days[-1] + dt.timedelta(days=1))
         assert self.stream.cursor is not None
-        fetched = _Slice(stats=QueryStats(path=path))
+        fetched = _Slice(stats=QueryStats(path=path), buffers=_Buffers(self.stream))
         window = odata.window(self.stream.cursor, lo, hi)
         for page in iter_pages(self.client, path, filter=window, stats=fetched.stats):
             records = [self._flat(r, process_id) for r in page.rows]
             self._count(len(records), 1)
-            routed, outside = self._route(records, lo, hi)
+            kept, days, outside = self._route(records, lo, hi)
             fetched.outside_window += outside
-            for day, rows in routed.items():
-                fetched.by_day.setdefault(day, _Buffers(self.stream)).add(rows)
+            fetched.buffers.add(kept, days)  # one conversion per page, split by day later
         return fetched
 
     def _count(self, rows: int, pages: int) -> None:
@@ -270,10 +269,11 @@ class _Run:
 
     def _route(
         self, records: list[Record], lo: dt.datetime, hi: dt.datetime
-    ) -> tuple[dict[dt.date, list[Record]], int]:
-        """Records by UTC day of their cursor, and how many fell outside [lo, hi)."""
+    ) -> tuple[list[Record], list[dt.date], int]:
+        """Records inside [lo, hi), the UTC day of each one's cursor, and how many fell out."""
         cursor = self.stream.cursor
-        routed: dict[dt.date, list[Record]] = defaultdict(list)
+        kept: list[Record] = []
+        days: list[dt.date] = []
         outside = 0
         for record in records:
             when = _instant(record.get(cursor) if cursor else None)
@@ -284,8 +284,9 @@ class _Run:
                     self.stream.name, record.get("id"), lo, hi, record.get(cursor or ""),
                 )  # fmt: skip
                 continue
-            routed[when.date()].append(record)
-        return routed, outside
+            kept.append(record)
+            days.append(when.date())
+        return kept, days, outside
 
     def _write(self, buffers: _Buffers, column: str, value: str) -> None:
         for table, key, declared, batches in buffers.tables():
@@ -301,7 +302,7 @@ class _Slice:
     """What one worker fetched: Arrow batches by day, and its query's statistics."""
 
     stats: QueryStats
-    by_day: dict[dt.date, _Buffers] = field(default_factory=dict)
+    buffers: _Buffers
     outside_window: int = 0
 
 
@@ -347,15 +348,31 @@ class _Buffers:
         for table, batches in other.batches.items():
             self.batches[table].extend(batches)
 
-    def add(self, records: list[Record]) -> None:
+    def add(self, records: list[Record], days: list[dt.date] | None = None) -> None:
+        """Convert records (and their children) to Arrow; with ``days``, tag rows by day."""
         if not records:
             return
         s = self.stream
-        self.batches[s.name].append(to_table(records, s.columns, s.name, s.child_sources))
+        parent = to_table(records, s.columns, s.name, s.child_sources)
+        self.batches[s.name].append(_tag(parent, days))
         for child in s.children:
-            rows = [row for r in records for row in child.rows(r)]
-            if rows:
-                self.batches[child.name].append(to_table(rows, child.columns, child.name))
+            exploded = [(row, i) for i, r in enumerate(records) for row in child.rows(r)]
+            if exploded:
+                table = to_table([row for row, _ in exploded], child.columns, child.name)
+                child_days = [days[i] for _, i in exploded] if days is not None else None
+                self.batches[child.name].append(_tag(table, child_days))
+
+    def split_by_day(self) -> dict[dt.date, _Buffers]:
+        """Buffers per day from day-tagged batches (one filter per day, no per-row Python)."""
+        out: dict[dt.date, _Buffers] = {}
+        for table, batches in self.batches.items():
+            for batch in batches:
+                day_column = batch.column(DAY_TAG)
+                untagged = batch.drop_columns([DAY_TAG])
+                for day in pc.unique(day_column).to_pylist():
+                    rows = untagged.filter(pc.equal(day_column, pa.scalar(day, pa.date32())))
+                    out.setdefault(day, _Buffers(self.stream)).batches[table].append(rows)
+        return out
 
     def tables(self) -> Iterator[tuple[str, tuple[str, ...], pa.Table, list[pa.Table]]]:
         s = self.stream
@@ -367,6 +384,13 @@ class _Buffers:
                 empty_table(child.columns),
                 self.batches.get(child.name, []),
             )
+
+
+DAY_TAG = "__bizagi_day"
+
+
+def _tag(table: pa.Table, days: list[dt.date] | None) -> pa.Table:
+    return table if days is None else table.append_column(DAY_TAG, pa.array(days, pa.date32()))
 
 
 def _chunks(start: dt.date, end: dt.date, size: int) -> Iterator[list[dt.date]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -48,6 +49,7 @@ class Col:
     json: bool = False  # nested value kept as JSON text
 
 
+@functools.lru_cache(maxsize=8192)
 def safe_name(text: str) -> str:
     """A lower-case identifier for files and SQL: ``Area (km²)`` -> ``area_km2``."""
     folded = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
