@@ -18,15 +18,15 @@ $(STAMP): pyproject.toml
 check: lint typecheck
 
 lint: $(STAMP)
-	$(BIN)/ruff check bizagi_etl tests benchmarks
-	$(BIN)/ruff format --check bizagi_etl tests benchmarks
+	$(BIN)/ruff check bizagi_etl dagster_project tests benchmarks
+	$(BIN)/ruff format --check bizagi_etl dagster_project tests benchmarks
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
 format: $(STAMP)
-	$(BIN)/ruff check --fix bizagi_etl tests benchmarks
-	$(BIN)/ruff format bizagi_etl tests benchmarks
+	$(BIN)/ruff check --fix bizagi_etl dagster_project tests benchmarks
+	$(BIN)/ruff format bizagi_etl dagster_project tests benchmarks
 
 test: check
 	$(BIN)/pytest

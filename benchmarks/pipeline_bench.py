@@ -73,7 +73,7 @@ def _measure(contender: str, base: str, workdir: Path) -> dict[str, float]:
     return result
 
 
-# -- the contenders, each run in a process of its own ---------------------------------------------
+# -- the contenders, each run in a process of its own -----------------------------------------
 
 
 def run_limit(base: str, workdir: Path) -> dict[str, float]:
@@ -180,7 +180,7 @@ def run_dlt(base: str, workdir: Path) -> dict[str, float]:
     return {"rows": count, "seconds": seconds}
 
 
-# -- the table --------------------------------------------------------------------------------------
+# -- the table ------------------------------------------------------------------------------
 
 
 def main() -> None:
