@@ -1,7 +1,10 @@
 """The one function that runs a stream over a window: pages -> typed tables -> lake partitions.
 
-Daily streams are fetched in chunks of days (one query per process per chunk, not per day),
-and each row is routed to the day of its cursor in UTC; every day of the window gets a
+Daily streams are cut into slices, a chunk of days times a process, fetched by a bounded pool
+of workers that share one client and one token (``max_concurrency``); slices are consumed in
+their own order, so the files and their rows come out the same whatever the interleaving.
+Each page is converted to Arrow once and its rows tagged with the UTC day of their cursor;
+every day of the window gets a
 partition, an empty one included, so a rerun that finds fewer rows still replaces the old
 ones. Rows the server returns outside the window are dropped and counted, never written into
 a partition that was not asked for. Memory holds one chunk of days as Arrow tables for daily
