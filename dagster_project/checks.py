@@ -23,18 +23,22 @@ HISTORY_DAYS = 28
 
 
 def _checked_partitions(
-    context: dg.AssetCheckExecutionContext, warehouse: Warehouse, table: str, daily: bool
+    context: dg.AssetCheckExecutionContext,
+    warehouse: Warehouse,
+    lakehouse: LakehouseResource,
+    table: str,
+    daily: bool,
 ) -> list[str]:
-    """The run's days when it has a partition window, else every loaded partition (daily) or
-    the newest snapshot."""
-    loaded = sorted(warehouse.partition_counts(table))
+    """Daily: every day of the run's window, or, run on its own, every day in the lake (empty
+    days included: an emptied day must still be checked). Snapshots: the newest one loaded."""
     if not daily:
-        return loaded[-1:]
+        return sorted(warehouse.partition_counts(table))[-1:]
     if context.has_partition_key or context.has_partition_key_range:
         start, end = context.partition_time_window
-        first, last = start.date().isoformat(), end.date().isoformat()
-        return [p for p in loaded if first <= p < last]
-    return loaded
+        days = (end.date() - start.date()).days
+        return [(start.date() + dt.timedelta(days=i)).isoformat() for i in range(days)]
+    lake = lakehouse.lake()
+    return [value for _, value in lake.partitions(table)] if lake.table_dir(table).exists() else []
 
 
 def stream_checks(stream: Stream) -> list[dg.AssetChecksDefinition]:
@@ -52,7 +56,7 @@ def stream_checks(stream: Stream) -> list[dg.AssetChecksDefinition]:
         landed, expected, detail = 0, 0, {}
         with lakehouse.warehouse() as warehouse:
             for target in resolve_streams(client, catalog(), [stream.name]):
-                parts = _checked_partitions(context, warehouse, target.name, daily)
+                parts = _checked_partitions(context, warehouse, lakehouse, target.name, daily)
                 counts = warehouse.partition_counts(target.name)
                 rows = sum(counts.get(p, 0) for p in parts)
                 start, end = _days(parts) if daily else (None, None)
@@ -72,7 +76,7 @@ def stream_checks(stream: Stream) -> list[dg.AssetChecksDefinition]:
         problems: dict[str, dict[str, int]] = {}
         with lakehouse.warehouse() as warehouse:
             for table, key in _keyed_tables(stream, lakehouse):
-                parts = _checked_partitions(context, warehouse, table, daily)
+                parts = _checked_partitions(context, warehouse, lakehouse, table, daily)
                 duplicates, nulls = warehouse.key_problems(table, key, parts) if parts else (0, 0)
                 problems[table] = {"duplicate_keys": duplicates, "null_keys": nulls}
         bad = any(v["duplicate_keys"] or v["null_keys"] for v in problems.values())
@@ -83,7 +87,9 @@ def stream_checks(stream: Stream) -> list[dg.AssetChecksDefinition]:
     def schema_unchanged(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
         schemas = _recent_schemas(context.instance, asset)
         if len(schemas) < 2:
-            return dg.AssetCheckResult(passed=True, metadata={"note": "no earlier materialization"})
+            return dg.AssetCheckResult(
+                passed=True, severity=WARN, metadata={"note": "no earlier materialization"}
+            )
         current, previous = schemas[0], schemas[1]
         added = sorted(set(current) - set(previous))
         removed = sorted(set(previous) - set(current))
@@ -108,7 +114,7 @@ def stream_checks(stream: Stream) -> list[dg.AssetChecksDefinition]:
         ) -> dg.AssetCheckResult:
             with lakehouse.warehouse() as warehouse:
                 counts = warehouse.partition_counts(stream.name)
-                parts = _checked_partitions(context, warehouse, stream.name, daily)
+                parts = _checked_partitions(context, warehouse, lakehouse, stream.name, daily)
             empty = [p for p in parts if counts.get(p, 0) == 0 and _usual(counts, p) >= 1]
             return dg.AssetCheckResult(
                 passed=not empty,

@@ -26,11 +26,13 @@ class BizagiResource(dg.ConfigurableResource):
     scope: str = "api"
     auth_method: str = "client_secret_basic"
     page_size: int = 100
+    max_pages: int = 100_000
     max_concurrency: int = 4
     connect_timeout: float = 10.0
     read_timeout: float = 60.0
     max_retries: int = 8
     retry_budget: float = 300.0
+    max_backoff: float = 30.0
     verify_tls: bool = True
     ca_bundle: str | None = None
     allow_http: bool = False
@@ -47,11 +49,13 @@ class BizagiResource(dg.ConfigurableResource):
             scope=self.scope,
             auth_method=self.auth_method,
             page_size=self.page_size,
+            max_pages=self.max_pages,
             max_concurrency=self.max_concurrency,
             connect_timeout=self.connect_timeout,
             read_timeout=self.read_timeout,
             max_retries=self.max_retries,
             retry_budget=self.retry_budget,
+            max_backoff=self.max_backoff,
             verify_tls=self.verify_tls,
             ca_bundle=Path(self.ca_bundle) if self.ca_bundle else None,
             allow_http=self.allow_http,
