@@ -188,6 +188,7 @@ def main() -> None:
     parser.add_argument("--cases", default="100000,1000000")
     parser.add_argument("--latency", default="0,100")
     parser.add_argument("--skip-dlt", action="store_true")
+    parser.add_argument("--output", default="pipeline.md", help="file name under results/")
     parser.add_argument("--run"), parser.add_argument("--base"), parser.add_argument("--workdir")
     args = parser.parse_args()
     if args.run:
@@ -220,7 +221,7 @@ def main() -> None:
     table = _markdown(rows)
     print(table)
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "pipeline.md").write_text(table + "\n")
+    (RESULTS / args.output).write_text(table + "\n")
 
 
 def _has_dlt() -> bool:
@@ -242,9 +243,10 @@ def _rows(cases: int, latency: int, measured: dict[str, dict[str, float]]) -> li
         to_limit = rate(name) / rate("limit")
         to_dlt = f"{rate(name) / rate('dlt'):.2f}" if "dlt" in measured else "-"
         rss_dlt = f"{m['rss_mb'] / measured['dlt']['rss_mb']:.2f}" if "dlt" in measured else "-"
+        load = f"{m['loaded_rows'] / m['load_seconds']:,.0f}" if "load_seconds" in m else "-"
         out.append([
             f"{cases:,}", f"{latency}", name, f"{int(m['rows']):,}", f"{m['seconds']:.1f}",
-            f"{rate(name):,.0f}", f"{to_limit:.2f}", to_dlt, f"{m['rss_mb']:.0f}", rss_dlt,
+            f"{rate(name):,.0f}", f"{to_limit:.2f}", to_dlt, f"{m['rss_mb']:.0f}", rss_dlt, load,
         ])  # fmt: skip
     return out
 
@@ -252,7 +254,7 @@ def _rows(cases: int, latency: int, measured: dict[str, dict[str, float]]) -> li
 def _markdown(rows: list[list[str]]) -> str:
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     head = ["cases", "latency ms", "contender", "rows", "seconds", "rows/s", "x limit", "x dlt",
-            "peak RSS MB", "RSS x dlt"]  # fmt: skip
+            "peak RSS MB", "RSS x dlt", "load rows/s"]  # fmt: skip
     lines = [f"Pipeline benchmark ({machine})", "", "| " + " | ".join(head) + " |",
              "|" + "---|" * len(head)]  # fmt: skip
     lines += ["| " + " | ".join(r) + " |" for r in rows]

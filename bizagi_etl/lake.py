@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 ROWS_PER_PART = 256 * 1024  # rows buffered before a part file is written
 ROW_GROUP = 128 * 1024
 STAGING, TRASH = "_staging", "_trash"
-_VALUE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_VALUE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _COLUMNS = ("day", "snapshot")
 META_EXTRACTED_AT = b"bizagi_etl.extracted_at"
 
@@ -60,7 +60,7 @@ class Lake:
         return path
 
     def partition_dir(self, table: str, column: str, value: str) -> Path:
-        if column not in _COLUMNS or not _VALUE.match(value):
+        if column not in _COLUMNS or not _VALUE.fullmatch(value):
             raise SchemaError(f"partition {column}={value!r}: expected day or snapshot=YYYY-MM-DD")
         return self.table_dir(table) / f"{column}={value}"
 
@@ -136,7 +136,7 @@ class Lake:
     def partitions(self, table: str) -> list[tuple[str, str]]:
         """(column, value) of every partition of a table, in order."""
         found = [d.name.split(".", 1)[0].split("=", 1) for d in self._partition_dirs(table, "*=*")]
-        return sorted((c, v) for c, v in found if c in _COLUMNS and _VALUE.match(v))
+        return sorted((c, v) for c, v in found if c in _COLUMNS and _VALUE.fullmatch(v))
 
     def tables(self, prefix: str = "") -> list[str]:
         """Tables present in the lake, optionally only those whose name starts with ``prefix``."""

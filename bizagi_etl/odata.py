@@ -19,7 +19,7 @@ from bizagi_etl.errors import SettingsError
 
 Literal = str | int | float | Decimal | bool | None | dt.datetime | dt.date | uuid.UUID
 
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(/[A-Za-z_][A-Za-z0-9_]*)*$")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(/[A-Za-z_][A-Za-z0-9_]*)*")
 _OPERATORS = ("eq", "ne", "gt", "ge", "lt", "le")
 
 
@@ -54,7 +54,7 @@ def literal(value: Literal) -> str:
 
 def prop(name: str) -> str:
     """A property path, checked: identifiers separated by '/'."""
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         raise SettingsError(f"{name!r} is not an OData property name")
     return name
 

@@ -248,7 +248,7 @@ def _pivot_parameters(record: Record) -> Record:
 # -- custom streams ------------------------------------------------------------------------------
 
 _CURSOR = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_PATH = re.compile(r"^odata/(data|metadata|query)/[A-Za-z0-9_()'=,.\-/ ]+$")
+_PATH = re.compile(r"odata/(data|metadata|query)/[A-Za-z0-9_()'=,.\-/ ]+")
 
 
 def custom_streams(path: Path) -> list[Stream]:
@@ -277,7 +277,7 @@ def _custom(entry: Any, where: str) -> Stream:
     name = check_identifier("stream", str(entry["name"]))
     where = f"{where} ({name})"
     path = str(entry["path"]).strip().lstrip("/")
-    if not _PATH.match(path) or ".." in path or "//" in path:
+    if not _PATH.fullmatch(path) or ".." in path or "//" in path:
         raise SchemaError(
             f"{where}: path {entry['path']!r} must be an OData path of the project such as "
             "odata/data/processes(<id>)/cases, without query, '..' or host"

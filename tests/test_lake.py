@@ -30,7 +30,13 @@ def test_table_names_cannot_leave_the_lake(tmp_path, table):
 
 @pytest.mark.parametrize(
     ("column", "value"),
-    [("day", "../../etc"), ("day", "2025-01-01/../x"), ("year", "2025-01-01"), ("day", "today")],
+    [
+        ("day", "../../etc"),
+        ("day", "2025-01-01/../x"),
+        ("year", "2025-01-01"),
+        ("day", "today"),
+        ("day", "2025-01-01\n"),
+    ],
 )
 def test_partition_names_are_checked(tmp_path, column, value):
     with pytest.raises(SchemaError):

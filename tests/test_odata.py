@@ -48,7 +48,7 @@ def test_values_without_a_safe_literal_are_refused(value):
 
 
 @pytest.mark.parametrize(
-    "name", ["name eq 'x' or 1 eq 1", "a;b", "x)", "", "1abc", "a//b", "id eq 1"]
+    "name", ["name eq 'x' or 1 eq 1", "a;b", "x)", "", "1abc", "a//b", "id eq 1", "id\n"]
 )
 def test_property_names_cannot_carry_expressions(name):
     with pytest.raises(SettingsError, match="property name"):
