@@ -20,6 +20,7 @@ import pytest
 from bizagi_etl.emulator import EmulatorConfig, EmulatorServer
 from bizagi_etl.emulator.app import Emulated
 from bizagi_etl.emulator.truth import export_truth
+from bizagi_etl.settings import BizagiSettings
 
 # A fixed end keeps every test's data identical whatever day the suite runs.
 END = dt.date(2026, 11, 1)
@@ -42,6 +43,18 @@ def client_for(server: EmulatorServer) -> httpx.Client:
         headers={"Authorization": f"Bearer {token_for(server)}"},
         timeout=30,
     )
+
+
+def settings_for(server: EmulatorServer, **changes: Any) -> BizagiSettings:
+    """Connector settings for an emulator: short backoffs, large pages unless told otherwise."""
+    values = {
+        "base_url": server.base_url,
+        "client_id": server.client_id,
+        "client_secret": server.client_secret,
+        "page_size": 1000,
+        "max_backoff": 0.2,
+    }
+    return BizagiSettings(**(values | changes))
 
 
 def page_all(client: httpx.Client, url: str, params: dict[str, Any] | None = None) -> list[dict]:

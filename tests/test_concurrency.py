@@ -7,6 +7,7 @@ import threading
 import time
 
 import pyarrow.parquet as pq
+from conftest import settings_for
 
 from bizagi_etl.client import BizagiClient
 from bizagi_etl.extract import extract_stream, ordered_map
@@ -19,14 +20,7 @@ START, END = dt.date(2025, 3, 1), dt.date(2025, 6, 1)
 
 
 def _settings(server, **changes) -> BizagiSettings:
-    values = {
-        "base_url": server.base_url,
-        "client_id": server.client_id,
-        "client_secret": server.client_secret,
-        "page_size": 50,
-        "max_backoff": 0.2,
-    }
-    return BizagiSettings(**(values | changes))
+    return settings_for(server, **({"page_size": 50} | changes))
 
 
 def _extract(server, root, workers, end=END, **changes):

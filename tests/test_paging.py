@@ -8,6 +8,7 @@ import re
 from collections import Counter
 
 import pytest
+from conftest import settings_for
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -26,14 +27,7 @@ HISTORY = odata.window(
 
 
 def _settings(server, **changes) -> BizagiSettings:
-    base = {
-        "base_url": server.base_url,
-        "client_id": server.client_id,
-        "client_secret": server.client_secret,
-        "page_size": 500,
-        "max_backoff": 0.2,
-    }
-    return BizagiSettings(**(base | changes))
+    return settings_for(server, **({"page_size": 500} | changes))
 
 
 def _all_cases(client: BizagiClient) -> tuple[list[int], list[QueryStats]]:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-from conftest import SMALL
+from conftest import SMALL, settings_for
 
 from bizagi_etl.client import BizagiClient
 from bizagi_etl.extract import extract_stream, load_result, resolve_streams
@@ -24,12 +24,7 @@ ALL = ["processes", "stakeholders", "entities", "entity_values", "cases", "inbox
 
 
 def _settings(server) -> BizagiSettings:
-    return BizagiSettings(
-        base_url=server.base_url,
-        client_id=server.client_id,
-        client_secret=server.client_secret,
-        page_size=1000,
-    )
+    return settings_for(server)
 
 
 def _utc(text: object) -> pd.Timestamp | None:
