@@ -83,14 +83,22 @@ def run_limit(base: str, workdir: Path) -> dict[str, float]:
     import orjson
 
     from bizagi_etl import odata
-    from bizagi_etl.extract import CHUNK_DAYS, _chunks, _midnight
+    from bizagi_etl.client import BizagiClient
+    from bizagi_etl.extract import _chunks, _midnight, chunk_days_for, count_at_source
+    from bizagi_etl.settings import BizagiSettings, Secret
+    from bizagi_etl.streams import Catalog
 
     form = {"grant_type": "client_credentials", "scope": "api"}
     token = httpx.post(f"{base}/oauth2/server/token", auth=CLIENT, data=form).json()
     client = httpx.Client(headers={"Authorization": f"Bearer {token['access_token']}"}, timeout=60)
     began, rows = time.perf_counter(), 0
     processes = orjson.loads(client.get(f"{base}/odata/data/processes").content)["value"]
-    for days in _chunks(dt.date.fromisoformat(START), dt.date.fromisoformat(END), CHUNK_DAYS):
+    start, end = dt.date.fromisoformat(START), dt.date.fromisoformat(END)
+    settings = BizagiSettings(base_url=base, client_id=CLIENT[0], client_secret=Secret(CLIENT[1]))
+    with BizagiClient(settings) as counter:  # the same chunks the extract will choose
+        size = chunk_days_for(count_at_source(counter, Catalog.load().get("cases"), start, end),
+                              start, end)  # fmt: skip
+    for days in _chunks(start, end, size):
         window = odata.window("creationDate", _midnight(days[0]),
                               _midnight(days[-1] + dt.timedelta(days=1)))  # fmt: skip
         for process in sorted(processes, key=lambda p: p["id"]):

@@ -41,7 +41,8 @@ log = logging.getLogger(__name__)
 
 Progress = Callable[[str, int, int], None]  # (stream, rows so far, pages so far)
 Record = dict[str, Any]
-CHUNK_DAYS = 31  # days per query: fewer requests; memory holds one chunk of rows
+MAX_CHUNK_DAYS = 31  # days per query at most: a sparse history needs few requests
+ROWS_PER_CHUNK = 5_000  # rows a chunk of days should hold: what memory holds at once
 _T = TypeVar("_T")
 _R = TypeVar("_R")
 
@@ -107,7 +108,7 @@ def extract_stream(
     extracted_at: dt.datetime | None = None,
     progress: Progress | None = None,
     before_swap: Callable[[Path], None] | None = None,
-    chunk_days: int = CHUNK_DAYS,
+    chunk_days: int | None = None,
     workers: int | None = None,
 ) -> ExtractResult:
     """Extract one stream into the lake. Daily streams need ``start`` < ``end`` (end exclusive)."""
@@ -118,11 +119,24 @@ def extract_stream(
             raise ValueError(
                 f"stream {stream.name!r} is daily: give start < end, got {start}, {end}"
             )
-        run.daily(start, end, chunk_days, workers or client.settings.max_concurrency)
+        days = chunk_days or chunk_days_for(count_at_source(client, stream, start, end), start, end)
+        run.daily(start, end, days, workers or client.settings.max_concurrency)
     else:
         run.snapshot()
     run.result.seconds = time.monotonic() - began
     return run.result
+
+
+def chunk_days_for(total: int, start: dt.date, end: dt.date) -> int:
+    """Days per chunk so that a chunk holds about ROWS_PER_CHUNK rows, from the API's total.
+
+    Memory holds one chunk, so it follows this constant, not the window; a dense history is
+    cut finer (more, smaller queries, which concurrency overlaps), a sparse one coarser.
+    """
+    per_day = total / max(1, (end - start).days)
+    if per_day <= 0:
+        return MAX_CHUNK_DAYS
+    return max(1, min(MAX_CHUNK_DAYS, int(ROWS_PER_CHUNK / per_day)))
 
 
 def stream_paths(client: BizagiClient, stream: Stream) -> Iterator[tuple[str, str | None]]:
