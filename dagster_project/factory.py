@@ -2,9 +2,10 @@
 
 Daily streams share one ``DailyPartitionsDefinition`` and a single-run backfill policy: a year
 of backfill is one run that reads ``context.partition_time_window`` and fetches the whole range
-in chunks of days (sized from the API's total), replacing each day's partition. Snapshot streams are unpartitioned assets;
-each materialization writes that day's snapshot partition in the lake and the warehouse keeps
-every snapshot (``analytics.latest_<table>`` gives the newest row per key).
+in chunks of days (sized from the API's total), replacing each day's partition. Snapshot
+streams are unpartitioned assets; each materialization writes that day's snapshot partition in
+the lake and the warehouse keeps every snapshot (``analytics.latest_<table>`` gives the newest
+row per key).
 """
 
 import datetime as dt
