@@ -6,6 +6,7 @@ directly, which is also what keeps these tests honest about the wire format.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime as dt
 from collections.abc import Callable, Iterator
@@ -16,9 +17,14 @@ from typing import Any
 import httpx
 import pandas as pd
 import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
 from bizagi_etl.emulator import EmulatorConfig, EmulatorServer
 from bizagi_etl.emulator.app import Emulated
+from bizagi_etl.emulator.server import AsgiServer
 from bizagi_etl.emulator.truth import export_truth
 from bizagi_etl.settings import BizagiSettings
 
@@ -53,6 +59,66 @@ def settings_for(server: EmulatorServer, **changes: Any) -> BizagiSettings:
         "client_secret": server.client_secret,
         "page_size": 1000,
         "max_backoff": 0.2,
+    }
+    return BizagiSettings(**(values | changes))
+
+
+def flat_400(response: httpx.Response, *words: str) -> str:
+    """Bizagi's flat error body with status 400; the message names every word given."""
+    assert response.status_code == 400, response.text[:300]
+    assert response.headers["content-type"].startswith("application/json")
+    body = response.json()
+    assert set(body) == {"code", "type", "status", "message"}, body
+    assert body["code"] == "400"
+    assert body["type"] == "ODataException"
+    assert body["status"] == "BadRequest"
+    assert isinstance(body["message"], str)
+    assert body["message"].strip()
+    assert "Traceback" not in body["message"]
+    for word in words:
+        assert word in body["message"], body["message"]
+    return str(body["message"])
+
+
+# -- tiny apps on loopback, for behaviours the emulator does not have -------------------------
+
+TINY_CLIENT_ID = "etl-reader"
+TINY_SECRET = "Xq7-never-print-me-Zt9"
+TINY_TOKEN = "144eb4" + "0f" * 29  # 64 hex digits, like Bizagi's recent tokens
+
+
+@dataclasses.dataclass
+class Seen:
+    method: str
+    path: str
+    headers: dict[str, str]
+
+
+@contextmanager
+def tiny(
+    answer: Callable[[Request], Response], token_delay: float = 0.0
+) -> Iterator[tuple[AsgiServer, list[Seen]]]:
+    """A small app: Bizagi's token endpoint (answering TINY_TOKEN) and ``answer`` for the rest."""
+    seen: list[Seen] = []
+
+    async def endpoint(request: Request) -> Response:
+        seen.append(Seen(request.method, request.url.path, dict(request.headers)))
+        if request.url.path == "/oauth2/server/token":
+            await asyncio.sleep(token_delay)
+            return JSONResponse({"access_token": TINY_TOKEN, "token_type": "bearer",
+                                 "expires_in": 3600, "http_status_code": 200})  # fmt: skip
+        return answer(request)
+
+    app = Starlette(routes=[Route("/{path:path}", endpoint, methods=["GET", "POST"])])
+    with AsgiServer(app) as server:
+        yield server, seen
+
+
+def tiny_settings(server: AsgiServer, **changes: Any) -> BizagiSettings:
+    values: dict[str, Any] = {
+        "base_url": server.base_url,
+        "client_id": TINY_CLIENT_ID,
+        "client_secret": TINY_SECRET,
     }
     return BizagiSettings(**(values | changes))
 

@@ -8,25 +8,20 @@ Reference §2: the token request is a POST with HTTP Basic credentials and the f
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
 import httpx
 import pytest
-from conftest import token_for
-from starlette.applications import Starlette
+from conftest import TINY_CLIENT_ID, TINY_SECRET, TINY_TOKEN, tiny, token_for
+from conftest import tiny_settings as shared_tiny_settings
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 from bizagi_etl.auth import BizagiAuth
 from bizagi_etl.client import BizagiClient
@@ -36,9 +31,9 @@ from bizagi_etl.settings import BizagiSettings
 
 BASE = "https://dev-acme-corp.bizagi.com"
 TOKEN_URL = f"{BASE}/oauth2/server/token"
-CLIENT_ID = "etl-reader"
-SECRET = "Xq7-never-print-me-Zt9"
-TOKEN = "144eb4" + "0f" * 29  # 64 hex digits, like Bizagi's recent tokens
+CLIENT_ID = TINY_CLIENT_ID
+SECRET = TINY_SECRET
+TOKEN = TINY_TOKEN
 OTHER_TOKEN = "9a" * 32
 HEX64 = re.compile(r"[0-9a-f]{64}")
 MISSING = object()
@@ -505,41 +500,8 @@ def test_short_lived_tokens_are_refreshed_and_calls_keep_succeeding(make_server)
 # -- end to end against tiny apps --------------------------------------------------------------
 
 
-@dataclass
-class Seen:
-    method: str
-    path: str
-    headers: dict[str, str]
-
-
-@contextmanager
-def tiny(
-    answer: Callable[[Request], Response], token_delay: float = 0.0
-) -> Iterator[tuple[AsgiServer, list[Seen]]]:
-    """A small app on loopback: a token endpoint and ``answer`` for everything else."""
-    seen: list[Seen] = []
-
-    async def endpoint(request: Request) -> Response:
-        seen.append(Seen(request.method, request.url.path, dict(request.headers)))
-        if request.url.path == "/oauth2/server/token":
-            await asyncio.sleep(token_delay)
-            return JSONResponse({"access_token": TOKEN, "token_type": "bearer",
-                                 "expires_in": 3600, "http_status_code": 200})  # fmt: skip
-        return answer(request)
-
-    app = Starlette(routes=[Route("/{path:path}", endpoint, methods=["GET", "POST"])])
-    with AsgiServer(app) as server:
-        yield server, seen
-
-
 def tiny_settings(server: AsgiServer, **changes: Any) -> BizagiSettings:
-    values: dict[str, Any] = {
-        "base_url": server.base_url,
-        "client_id": CLIENT_ID,
-        "client_secret": SECRET,
-        "max_retries": 0,
-    }
-    return BizagiSettings(**(values | changes))
+    return shared_tiny_settings(server, **({"max_retries": 0} | changes))
 
 
 def test_a_second_401_reaches_the_caller_after_exactly_one_refresh():

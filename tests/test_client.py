@@ -14,20 +14,16 @@ import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
-from starlette.applications import Starlette
+from conftest import TINY_CLIENT_ID, TINY_SECRET, TINY_TOKEN, Seen, tiny, tiny_settings
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 from bizagi_etl.client import BizagiClient, RequestStats
-from bizagi_etl.emulator.server import AsgiServer, EmulatorServer
+from bizagi_etl.emulator.server import EmulatorServer
 from bizagi_etl.errors import (
     AuthError,
     BizagiError,
@@ -38,9 +34,9 @@ from bizagi_etl.errors import (
 )
 from bizagi_etl.settings import BizagiSettings
 
-CLIENT_ID = "etl-reader"
-SECRET = "Xq7-never-print-me-Zt9"
-TOKEN = "144eb4" + "0f" * 29  # 64 hex digits, like Bizagi's recent tokens
+CLIENT_ID = TINY_CLIENT_ID
+SECRET = TINY_SECRET
+TOKEN = TINY_TOKEN
 HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 NO_SUCH_PROCESS = "00000000-0000-4000-8000-000000000000"
 
@@ -70,36 +66,6 @@ def server_settings(server: EmulatorServer, **changes: Any) -> BizagiSettings:
         "client_id": server.client_id,
         "client_secret": server.client_secret,
     }
-    return BizagiSettings(**(values | changes))
-
-
-@dataclass
-class Seen:
-    method: str
-    path: str
-    headers: dict[str, str]
-
-
-@contextmanager
-def tiny(answer: Callable[[Request], Response]) -> Iterator[tuple[AsgiServer, list[Seen]]]:
-    """A small app on loopback: Bizagi's token endpoint and ``answer`` for everything else."""
-    seen: list[Seen] = []
-
-    async def endpoint(request: Request) -> Response:
-        seen.append(Seen(request.method, request.url.path, dict(request.headers)))
-        if request.url.path == "/oauth2/server/token":
-            return JSONResponse({"access_token": TOKEN, "token_type": "bearer",
-                                 "expires_in": 3600, "http_status_code": 200})  # fmt: skip
-        return answer(request)
-
-    app = Starlette(routes=[Route("/{path:path}", endpoint, methods=["GET", "POST"])])
-    with AsgiServer(app) as server:
-        yield server, seen
-
-
-def tiny_settings(server: AsgiServer, **changes: Any) -> BizagiSettings:
-    values: dict[str, Any] = {"base_url": server.base_url, "client_id": CLIENT_ID,
-                              "client_secret": SECRET}  # fmt: skip
     return BizagiSettings(**(values | changes))
 
 

@@ -18,7 +18,7 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import client_for
+from conftest import client_for, flat_400
 
 from bizagi_etl.emulator import filters
 from bizagi_etl.emulator.schema import props_of
@@ -49,20 +49,6 @@ def served(client: httpx.Client, path: str, text: str, key: str = "id") -> list[
     assert body["@odata.totalCount"] == len(keys)
     assert len(set(keys)) == len(keys), "a row was served twice"
     return keys
-
-
-def flat_400(response: httpx.Response, *words: str) -> str:
-    assert response.status_code == 400, response.text[:300]
-    assert response.headers["content-type"].startswith("application/json")
-    body = response.json()
-    assert set(body) == {"code", "type", "status", "message"}, body
-    assert body["code"] == "400"
-    assert body["type"] == "ODataException"
-    assert body["status"] == "BadRequest"
-    assert "Traceback" not in body["message"]
-    for word in words:
-        assert word in body["message"], body["message"]
-    return str(body["message"])
 
 
 def newest_first(frame: pd.DataFrame, column: str = "id") -> list[int]:

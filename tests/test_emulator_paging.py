@@ -14,7 +14,7 @@ from urllib.parse import quote
 import httpx
 import pandas as pd
 import pytest
-from conftest import client_for, page_all
+from conftest import client_for, flat_400, page_all
 
 CASES = "/odata/data/processes({})/cases"
 
@@ -22,23 +22,6 @@ CASES = "/odata/data/processes({})/cases"
 def bizagi_filter(text: str) -> str:
     """A $filter value encoded as the reference asks: reserved characters once, '+' twice."""
     return quote(text, safe="").replace("%2B", "%252B")
-
-
-def flat_400(response: httpx.Response, *words: str) -> str:
-    """Bizagi's flat error body with status 400; the message names every word given."""
-    assert response.status_code == 400, response.text[:300]
-    assert response.headers["content-type"].startswith("application/json")
-    body = response.json()
-    assert set(body) == {"code", "type", "status", "message"}, body
-    assert body["code"] == "400"
-    assert body["type"] == "ODataException"
-    assert body["status"] == "BadRequest"
-    assert isinstance(body["message"], str)
-    assert body["message"].strip()
-    assert "Traceback" not in body["message"]
-    for word in words:
-        assert word in body["message"], body["message"]
-    return str(body["message"])
 
 
 def walk(client: httpx.Client, url: str) -> list[dict[str, Any]]:
