@@ -8,6 +8,7 @@ strings and nulls stay distinct; an attribute the declaration lacks is kept as a
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -53,6 +54,12 @@ def to_frame(table: pa.Table) -> pd.DataFrame:
 
 
 def empty_table(columns: Sequence[Col]) -> pa.Table:
+    return _empty_table(tuple(columns))
+
+
+@functools.lru_cache(maxsize=256)
+def _empty_table(columns: tuple[Col, ...]) -> pa.Table:
+    # Asked for once per partition written; Arrow tables are immutable, so one serves all.
     return pa.schema([pa.field(c.name, c.type) for c in columns]).empty_table()
 
 
