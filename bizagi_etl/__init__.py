@@ -21,6 +21,7 @@ from bizagi_etl.errors import (
     ServerError,
     SettingsError,
     TransportError,
+    WarehouseError,
 )
 from bizagi_etl.paging import Page, QueryStats, iter_pages, iter_rows
 from bizagi_etl.settings import BizagiSettings, Secret
@@ -42,6 +43,7 @@ __all__ = [
     "ServerError",
     "SettingsError",
     "TransportError",
+    "WarehouseError",
     "__version__",
     "iter_pages",
     "iter_rows",

@@ -167,6 +167,9 @@ def streams(streams_file: Path | None) -> None:
 @click.option("--no-load", is_flag=True, help="Write the lake only.")
 @click.option("--streams-file", type=click.Path(dir_okay=False, path_type=Path),
               envvar="BIZAGI_STREAMS_FILE", help="Your own streams (TOML).")  # fmt: skip
+@click.option("--duckdb-memory-limit", envvar="BIZAGI_DUCKDB_MEMORY_LIMIT",
+              help="DuckDB's memory while loading, beyond which it spills to disk "
+              "[env BIZAGI_DUCKDB_MEMORY_LIMIT; default 128MB].")  # fmt: skip
 def extract(
     stream_names: tuple[str, ...],
     start: dt.datetime | None,
@@ -175,6 +178,7 @@ def extract(
     warehouse: Path | None,
     no_load: bool,
     streams_file: Path | None,
+    duckdb_memory_limit: str | None,
 ) -> None:
     """Extract STREAM... over [start, end) into the lake, and load the warehouse."""
     from bizagi_etl.client import BizagiClient
@@ -192,7 +196,8 @@ def extract(
         settings = BizagiSettings.from_env()
         with BizagiClient(settings) as client:
             _run_and_report(client, _catalog(streams_file), stream_names, lake_root,
-                            None if no_load else db, first, last)  # fmt: skip
+                            None if no_load else db, first, last,
+                            duckdb_memory_limit)  # fmt: skip
     except BizagiError as exc:
         from bizagi_etl.check import diagnose
 
@@ -218,13 +223,14 @@ def _run_and_report(
     db: Path | None,
     start: dt.date,
     end: dt.date,
+    memory_limit: str | None = None,
 ) -> Any:
     from bizagi_etl.console import out, stream_progress, summary
     from bizagi_etl.lake import Lake
     from bizagi_etl.run import run
     from bizagi_etl.warehouse import Warehouse
 
-    warehouse = Warehouse(db) if db else None
+    warehouse = Warehouse(db, memory_limit=memory_limit) if db else None
     try:
         with stream_progress() as progress:
             report = run(client, catalog, names, Lake(lake_root), warehouse,

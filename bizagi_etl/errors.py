@@ -9,7 +9,8 @@
     │   └── ServerError        5xx, or 429 that outlived the retry budget
     ├── ResponseError          the answer is not the JSON it should be (HTML, truncated)
     ├── PagingError            next links that loop or leave the origin, repeated pages, ceilings
-    └── SchemaError            data that does not fit its declaration
+    ├── SchemaError            data that does not fit its declaration
+    └── WarehouseError         the warehouse could not take a load (memory, disk): nothing landed
 
 Messages say what happened, where (method and URL, secrets removed), the status and a short
 piece of the body, so a log line alone is enough to act on. Retriable conditions are retried
@@ -89,3 +90,7 @@ class PagingError(BizagiError):
 
 class SchemaError(BizagiError):
     """A response or a record does not have the shape it must have."""
+
+
+class WarehouseError(BizagiError):
+    """DuckDB refused a load for want of resources; the transaction was rolled back."""

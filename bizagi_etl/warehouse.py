@@ -19,7 +19,7 @@ from types import TracebackType
 import duckdb
 import pyarrow as pa
 
-from bizagi_etl.errors import SchemaError
+from bizagi_etl.errors import SchemaError, SettingsError, WarehouseError
 from bizagi_etl.schema import check_identifier
 
 log = logging.getLogger(__name__)
@@ -42,6 +42,10 @@ _WIDER: dict[str, tuple[str, ...]] = {
 # The lake's folders look like hive partitions; their values are already in _partition.
 _READ_OPTIONS = "union_by_name = true, hive_partitioning = false"
 _DECIMAL = re.compile(r"^DECIMAL\((\d+),\s*(\d+)\)$")
+# DuckDB's buffer pool defaults to 80 % of the machine's memory, so a backfill's load grew with
+# its rows (+250 MB from 100k to 1M cases). At 128 MB it spills to disk instead and still loads
+# 2M rows/s (benchmarks/pipeline_bench.py); BIZAGI_DUCKDB_MEMORY_LIMIT changes it.
+DEFAULT_MEMORY_LIMIT = "128MB"
 
 
 def quote(identifier: str) -> str:
@@ -53,11 +57,22 @@ def table_ref(table: str) -> str:
 
 
 class Warehouse:
-    def __init__(self, path: Path, sql_dir: Path = SQL_DIR) -> None:
+    def __init__(
+        self, path: Path, sql_dir: Path = SQL_DIR, memory_limit: str | None = None
+    ) -> None:
+        self.memory_limit = memory_limit or DEFAULT_MEMORY_LIMIT
         self.path = Path(path)
         self.sql_dir = sql_dir
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.con = duckdb.connect(str(self.path))
+        try:
+            self.con.execute("SET memory_limit = ?", [self.memory_limit])
+        except duckdb.Error as exc:
+            self.con.close()
+            raise SettingsError(
+                f"warehouse {self.path}: memory limit {self.memory_limit!r} is not a size DuckDB "
+                f"reads (expected e.g. '128MB' or '2GB'): {exc}"
+            ) from None
         self.con.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
         self.con.execute(f"CREATE SCHEMA IF NOT EXISTS {VIEWS}")
 
@@ -120,6 +135,13 @@ class Warehouse:
                 f"SELECT count(*) FROM {ref} WHERE _partition IN (SELECT unnest(?))", [values]
             ).fetchone()
             self.con.execute("COMMIT")
+        except duckdb.OutOfMemoryException as exc:
+            self.con.execute("ROLLBACK")
+            raise WarehouseError(
+                f"warehouse {self.path}: loading {len(values)} partitions of {table} needs more "
+                f"than the memory limit ({self.memory_limit}; BIZAGI_DUCKDB_MEMORY_LIMIT); "
+                f"nothing of this load landed: {exc}"
+            ) from None
         except BaseException:
             self.con.execute("ROLLBACK")
             raise

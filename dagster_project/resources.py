@@ -9,7 +9,7 @@ from pydantic import Field, PrivateAttr
 from bizagi_etl.client import BizagiClient
 from bizagi_etl.lake import Lake
 from bizagi_etl.settings import BizagiSettings, Secret
-from bizagi_etl.warehouse import Warehouse
+from bizagi_etl.warehouse import DEFAULT_MEMORY_LIMIT, Warehouse
 
 
 class BizagiResource(dg.ConfigurableResource):
@@ -80,10 +80,14 @@ class LakehouseResource(dg.ConfigurableResource):
 
     lake_root: str = Field(default="bizagi-data/lake", description="Lake folder")
     warehouse_path: str = Field(default="bizagi-data/warehouse.duckdb", description="DuckDB file")
+    duckdb_memory_limit: str = Field(
+        default=DEFAULT_MEMORY_LIMIT,
+        description="DuckDB's memory while loading (e.g. '128MB', '2GB'); beyond it, it spills",
+    )
 
     def lake(self) -> Lake:
         return Lake(Path(self.lake_root))
 
     def warehouse(self) -> Warehouse:
         """Open the warehouse; callers close it (DuckDB allows one writer: pool "duckdb")."""
-        return Warehouse(Path(self.warehouse_path))
+        return Warehouse(Path(self.warehouse_path), memory_limit=self.duckdb_memory_limit)

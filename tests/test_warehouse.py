@@ -8,7 +8,7 @@ from decimal import Decimal
 import pyarrow as pa
 import pytest
 
-from bizagi_etl.errors import SchemaError
+from bizagi_etl.errors import SchemaError, SettingsError, WarehouseError
 from bizagi_etl.lake import Lake
 from bizagi_etl.warehouse import Warehouse
 
@@ -124,3 +124,43 @@ def test_several_partitions_load_in_one_transaction(lake, warehouse):
         ("2025-01-01", 1),
         ("2025-01-02", 2),
     ]
+
+
+def test_memory_is_capped_by_default_and_configurable(tmp_path):
+    def limit(w):
+        return w.query("SELECT current_setting('memory_limit')")[0][0]
+
+    with Warehouse(tmp_path / "a.duckdb") as w:
+        assert limit(w) == "122.0 MiB"  # 128MB: not DuckDB's 80 % of the machine
+    with Warehouse(tmp_path / "b.duckdb", memory_limit="1GB") as w:
+        assert limit(w) == "953.6 MiB"
+
+
+def test_an_unreadable_memory_limit_is_named(tmp_path):
+    with pytest.raises(SettingsError, match=r"memory limit 'lots'.*expected e\.g\. '128MB'"):
+        Warehouse(tmp_path / "w.duckdb", memory_limit="lots")
+
+
+def test_a_load_larger_than_the_memory_limit_lands_every_row(tmp_path, lake):
+    rows = 3_000_000  # ~70 MB of uncompressed columns, against a 32 MB limit
+    table = pa.table({"id": pa.array(range(rows), pa.int64()),
+                      "text": pa.array([f"row {i:07d}" for i in range(rows)])})  # fmt: skip
+    with Warehouse(tmp_path / "w.duckdb", memory_limit="32MB") as w:
+        assert _put(lake, w, "2025-01-01", table) == rows
+        got = w.query("SELECT count(*), sum(id), max(text) FROM bizagi.t")
+    assert got == [(rows, rows * (rows - 1) // 2, f"row {rows - 1:07d}")]
+
+
+def test_a_load_the_memory_limit_cannot_hold_fails_clearly_and_keeps_what_landed(tmp_path, lake):
+    big = pa.table({"id": pa.array(range(2_000_000), pa.int64()),
+                    "text": pa.array([f"row {i:07d}" for i in range(2_000_000)])})  # fmt: skip
+    with Warehouse(tmp_path / "w.duckdb", memory_limit="16MB") as w:
+        assert _put(lake, w, "2025-01-01", pa.table({"id": [1], "text": ["kept"]})) == 1
+        with pytest.raises(WarehouseError, match=r"2 partitions of t .*memory limit \(16MB"):
+            old = lake.write_partition("t", "day", "2025-01-01", [big], big.schema, key=[],
+                                       extracted_at=AT)  # fmt: skip
+            new = lake.write_partition("t", "day", "2025-01-02", [big], big.schema, key=[],
+                                       extracted_at=AT)  # fmt: skip
+            w.load_partitions("t", [("2025-01-01", old.files), ("2025-01-02", new.files)], AT)
+        kept = w.query("SELECT _partition, id, text FROM bizagi.t")
+    assert kept == [("2025-01-01", 1, "kept")]

@@ -4,6 +4,7 @@ import os
 
 import dagster as dg
 
+from bizagi_etl.warehouse import DEFAULT_MEMORY_LIMIT
 from dagster_project.resources import BizagiResource, LakehouseResource
 
 
@@ -25,6 +26,9 @@ def resources() -> dg.Definitions:
             "lakehouse": LakehouseResource(
                 lake_root=os.environ.get("BIZAGI_LAKE", "bizagi-data/lake"),
                 warehouse_path=os.environ.get("BIZAGI_WAREHOUSE", "bizagi-data/warehouse.duckdb"),
+                duckdb_memory_limit=os.environ.get(
+                    "BIZAGI_DUCKDB_MEMORY_LIMIT", DEFAULT_MEMORY_LIMIT
+                ),
             ),
         }
     )
