@@ -156,11 +156,12 @@ def test_a_load_the_memory_limit_cannot_hold_fails_clearly_and_keeps_what_landed
                     "text": pa.array([f"row {i:07d}" for i in range(2_000_000)])})  # fmt: skip
     with Warehouse(tmp_path / "w.duckdb", memory_limit="16MB") as w:
         assert _put(lake, w, "2025-01-01", pa.table({"id": [1], "text": ["kept"]})) == 1
+        old = lake.write_partition("t", "day", "2025-01-01", [big], big.schema, key=[],
+                                   extracted_at=AT)  # fmt: skip
+        new = lake.write_partition("t", "day", "2025-01-02", [big], big.schema, key=[],
+                                   extracted_at=AT)  # fmt: skip
+        both = [("2025-01-01", old.files), ("2025-01-02", new.files)]
         with pytest.raises(WarehouseError, match=r"2 partitions of t .*memory limit \(16MB"):
-            old = lake.write_partition("t", "day", "2025-01-01", [big], big.schema, key=[],
-                                       extracted_at=AT)  # fmt: skip
-            new = lake.write_partition("t", "day", "2025-01-02", [big], big.schema, key=[],
-                                       extracted_at=AT)  # fmt: skip
-            w.load_partitions("t", [("2025-01-01", old.files), ("2025-01-02", new.files)], AT)
+            w.load_partitions("t", both, AT)
         kept = w.query("SELECT _partition, id, text FROM bizagi.t")
     assert kept == [("2025-01-01", 1, "kept")]
