@@ -25,13 +25,13 @@ from itertools import islice
 from pathlib import Path
 from typing import Any, TypeVar
 
+import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from bizagi_etl import odata
 from bizagi_etl.client import BizagiClient
 from bizagi_etl.errors import SchemaError
-from bizagi_etl.frames import empty_table, to_table
+from bizagi_etl.frames import combine, empty_table, to_table
 from bizagi_etl.lake import Lake, WrittenPartition
 from bizagi_etl.paging import QueryStats, iter_pages, iter_rows
 from bizagi_etl.streams import DAILY, ENTITY_VALUES, Catalog, Stream, entity_stream
@@ -43,6 +43,7 @@ Progress = Callable[[str, int, int], None]  # (stream, rows so far, pages so far
 Record = dict[str, Any]
 MAX_CHUNK_DAYS = 31  # days per query at most: a sparse history needs few requests
 ROWS_PER_CHUNK = 5_000  # rows a chunk of days should hold: what memory holds at once
+WRITE_THREADS = 2  # partitions written at once while the next chunk is fetched
 _T = TypeVar("_T")
 _R = TypeVar("_R")
 
@@ -225,22 +226,26 @@ class _Run:
             raise
 
     def daily(self, start: dt.date, end: dt.date, chunk_days: int, workers: int) -> None:
-        """Slices (chunk of days x process) fetched by a bounded pool; each chunk is written,
-        in order, as soon as its last slice is in."""
+        """Slices (chunk of days x process) fetched by a bounded pool; each chunk is split by
+        day as soon as its last slice is in, and its days written on a small pool of writers
+        while the next chunk is fetched."""
         chunks = list(_chunks(start, end, chunk_days))
         paths = list(self._paths())
         slices = [(i, path, process_id) for i in range(len(chunks)) for path, process_id in paths]
         waiting = [len(paths)] * len(chunks)
         pending: dict[int, _Buffers] = {}
-        for (i, _path, _pid), fetched in ordered_map(workers, self._slice, slices, chunks):
-            self.result.queries.append(fetched.stats)
-            self.result.outside_window += fetched.outside_window
-            pending.setdefault(i, _Buffers(self.stream)).extend(fetched.buffers)
-            waiting[i] -= 1
-            if waiting[i] == 0:
-                by_day = pending.pop(i).split_by_day()
-                for day in chunks[i]:
-                    self._write(by_day.get(day) or _Buffers(self.stream), "day", day.isoformat())
+        with _OrderedWrites(WRITE_THREADS) as writes:
+            for (i, _path, _pid), fetched in ordered_map(workers, self._slice, slices, chunks):
+                self.result.queries.append(fetched.stats)
+                self.result.outside_window += fetched.outside_window
+                pending.setdefault(i, _Buffers(self.stream)).extend(fetched.buffers)
+                waiting[i] -= 1
+                if waiting[i] == 0:
+                    for day, buffers in pending.pop(i).split_by_day(chunks[i]).items():
+                        writes.submit(self._write, buffers, "day", day.isoformat())
+                    # memory holds the chunk being written and the one being fetched, no more
+                    self.result.partitions += writes.finished(keep=len(chunks[i]))
+            self.result.partitions += writes.finished(keep=0)
 
     def _slice(self, item: tuple[int, str, str | None], chunks: list[list[dt.date]]) -> _Slice:
         """One process over one chunk of days, routed to days (runs in a worker thread)."""
@@ -305,13 +310,41 @@ class _Run:
             days.append(when.date())
         return kept, days, outside
 
-    def _write(self, buffers: _Buffers, column: str, value: str) -> None:
-        for table, key, declared, batches in buffers.tables():
-            written = self.lake.write_partition(
-                table, column, value, batches, declared.schema, key=key,
+    def _write(self, buffers: _Buffers, column: str, value: str) -> list[WrittenPartition]:
+        """Write one partition of every table of the stream (in a writer thread); each table's
+        rows come sorted by key (``split_by_day``), so the lake does not sort them again."""
+        written = []
+        for table, _key, declared, batches in buffers.tables():
+            written.append(self.lake.write_partition(
+                table, column, value, batches, declared.schema, key=(),
                 extracted_at=self.extracted_at, before_swap=self.before_swap,
-            )  # fmt: skip
-            self.result.partitions.append(written)
+            ))  # fmt: skip
+        return written
+
+
+class _OrderedWrites:
+    """Partition writes on a small thread pool (Parquet encoding and file system calls release
+    the GIL), their results taken in the order they were submitted."""
+
+    def __init__(self, threads: int) -> None:
+        self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="bizagi-write")
+        self.queue: deque[Future[list[WrittenPartition]]] = deque()
+
+    def submit(self, write: Callable[..., list[WrittenPartition]], *args: Any) -> None:
+        self.queue.append(self.pool.submit(write, *args))
+
+    def finished(self, keep: int) -> list[WrittenPartition]:
+        """Wait for the oldest writes until at most ``keep`` are left; what they wrote."""
+        out: list[WrittenPartition] = []
+        while len(self.queue) > keep:
+            out += self.queue.popleft().result()
+        return out
+
+    def __enter__(self) -> _OrderedWrites:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
 
 
 @dataclass(slots=True)
@@ -379,16 +412,22 @@ class _Buffers:
                 child_days = [days[i] for _, i in exploded] if days is not None else None
                 self.batches[child.name].append(_tag(table, child_days))
 
-    def split_by_day(self) -> dict[dt.date, _Buffers]:
-        """Buffers per day from day-tagged batches (one filter per day, no per-row Python)."""
-        out: dict[dt.date, _Buffers] = {}
-        for table, batches in self.batches.items():
-            for batch in batches:
-                day_column = batch.column(DAY_TAG)
-                untagged = batch.drop_columns([DAY_TAG])
-                for day in pc.unique(day_column).to_pylist():
-                    rows = untagged.filter(pc.equal(day_column, pa.scalar(day, pa.date32())))
-                    out.setdefault(day, _Buffers(self.stream)).batches[table].append(rows)
+    def split_by_day(self, days: Sequence[dt.date]) -> dict[dt.date, _Buffers]:
+        """Buffers for each of ``days`` (empty ones included) from day-tagged batches: per table,
+        one concat and one sort by (day, key), then a zero-copy slice per day."""
+        out = {day: _Buffers(self.stream) for day in days}
+        for table, key, declared, batches in self.tables():
+            if not batches:
+                continue
+            data = combine(batches, declared.schema, table)
+            data = data.sort_by([(DAY_TAG, "ascending"), *((k, "ascending") for k in key)])
+            tags = data.column(DAY_TAG).to_numpy()  # datetime64[D], sorted
+            data = data.drop_columns([DAY_TAG])
+            edges = [*days, days[-1] + dt.timedelta(days=1)]
+            starts = np.searchsorted(tags, np.array(edges, dtype="datetime64[D]"))
+            for day, lo, hi in zip(days, starts[:-1], starts[1:], strict=True):
+                if hi > lo:
+                    out[day].batches[table].append(data.slice(lo, hi - lo))
         return out
 
     def tables(self) -> Iterator[tuple[str, tuple[str, ...], pa.Table, list[pa.Table]]]:

@@ -9,7 +9,7 @@ strings and nulls stay distinct; an attribute the declaration lacks is kept as a
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -53,6 +53,31 @@ def to_frame(table: pa.Table) -> pd.DataFrame:
     return table.to_pandas(types_mapper=pd.ArrowDtype)
 
 
+def combine(batches: Sequence[pa.Table], schema: pa.Schema | None, table: str) -> pa.Table:
+    """One table from batches whose schemas may differ (new columns, wider types), with the
+    fields of ``schema`` first."""
+    tables = [b for b in batches if b.num_columns]
+    if not tables:
+        return (schema or pa.schema([])).empty_table()
+    try:
+        unified = pa.unify_schemas(
+            [schema, *(t.schema for t in tables)] if schema else [t.schema for t in tables],
+            promote_options="permissive",
+        )
+        return pa.concat_tables([_conform(t, unified) for t in tables])
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        raise SchemaError(f"table {table!r}: batches do not agree on a schema: {exc}") from None
+
+
+def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    arrays = []
+    for field in schema:
+        index = table.schema.get_field_index(field.name)
+        column = table.column(index) if index >= 0 else pa.nulls(table.num_rows, field.type)
+        arrays.append(column.cast(field.type) if column.type != field.type else column)
+    return pa.Table.from_arrays(arrays, schema=schema.remove_metadata())
+
+
 def empty_table(columns: Sequence[Col]) -> pa.Table:
     return _empty_table(tuple(columns))
 
@@ -83,8 +108,17 @@ def _convert(values: list[Any], col: Col) -> pa.Array:
     if pa.types.is_decimal(col.type):
         return pa.array([_decimal(v) for v in values], col.type)
     if pa.types.is_string(col.type):
-        return pa.array([_text(v) for v in values], pa.string())
+        return _strings(values, _text)
     return pa.array(values, col.type)
+
+
+def _strings(values: list[Any], as_text: Callable[[Any], str | None]) -> pa.Array:
+    """Text values as Arrow in one call; only a batch holding a non-text value (a number, a
+    list) pays for ``as_text`` on every value."""
+    try:
+        return pa.array(values, pa.string())
+    except (pa.ArrowTypeError, pa.ArrowInvalid):
+        return pa.array([as_text(v) for v in values], pa.string())
 
 
 def _converts(value: Any, col: Col) -> bool:
@@ -96,7 +130,11 @@ def _converts(value: Any, col: Col) -> bool:
 
 
 def _timestamps(values: list[Any]) -> pa.Array:
-    text = pa.array([v if v is None or isinstance(v, str) else str(v) for v in values], pa.string())
+    text = _strings(values, lambda v: v if v is None or isinstance(v, str) else str(v))
+    try:  # ISO 8601 with an offset, as Bizagi writes them, casts as it is
+        return text.cast(TIMESTAMP)
+    except pa.ArrowInvalid:  # each rewrite below applies only to text this cast refuses
+        pass
     text = pc.replace_substring_regex(text, _TICKS, r"\1")
     text = pc.replace_substring_regex(text, _DATE_ONLY, r"\1T00:00:00Z")
     text = pc.replace_substring_regex(text, _NAIVE, r"\1Z")  # naive values are read as UTC
@@ -127,6 +165,8 @@ def _undeclared(
 ) -> list[Col]:
     """Columns for attributes no declaration names, typed from their values."""
     known = {c.source for c in columns} | ignore
+    if set().union(*records) <= known:  # the common case, checked without a loop in Python
+        return []
     seen: dict[str, list[Any]] = {}
     for record in records:
         for key, value in record.items():

@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from bizagi_etl.errors import SchemaError
+from bizagi_etl.frames import combine
 from bizagi_etl.schema import check_identifier
 
 log = logging.getLogger(__name__)
@@ -87,7 +88,7 @@ class Lake:
         before_swap: Callable[[Path], None] | None = None,
     ) -> WrittenPartition:
         """Replace one partition with ``batches``, unified to one schema and sorted by ``key``."""
-        data = _combine(batches, schema, table)
+        data = combine(batches, schema, table)
         if key and data.num_rows:
             data = data.sort_by([(k, "ascending") for k in key])
         writer = self.open_partition(table, column, value, schema, extracted_at)
@@ -161,31 +162,7 @@ class Lake:
     def read(self, table: str) -> pa.Table:
         """Every partition of a table (tests and small tables)."""
         files = self.files(table)
-        return _combine([pq.read_table(f) for f in files], None, table) if files else pa.table({})
-
-
-def _combine(batches: Sequence[pa.Table], schema: pa.Schema | None, table: str) -> pa.Table:
-    """One table from batches whose schemas may differ (new columns, wider types)."""
-    tables = [b for b in batches if b.num_columns]
-    if not tables:
-        return (schema or pa.schema([])).empty_table()
-    try:
-        unified = pa.unify_schemas(
-            [schema, *(t.schema for t in tables)] if schema else [t.schema for t in tables],
-            promote_options="permissive",
-        )
-        return pa.concat_tables([_conform(t, unified) for t in tables])
-    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-        raise SchemaError(f"table {table!r}: batches do not agree on a schema: {exc}") from None
-
-
-def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
-    arrays = []
-    for field in schema:
-        index = table.schema.get_field_index(field.name)
-        column = table.column(index) if index >= 0 else pa.nulls(table.num_rows, field.type)
-        arrays.append(column.cast(field.type) if column.type != field.type else column)
-    return pa.Table.from_arrays(arrays, schema=schema.remove_metadata())
+        return combine([pq.read_table(f) for f in files], None, table) if files else pa.table({})
 
 
 class PartitionWriter:
@@ -240,7 +217,7 @@ class PartitionWriter:
             names = set(batch.schema.names)
             if all(f.name in names and batch.schema.field(f.name) == f for f in self.schema):
                 return batch
-        return _combine(self.pending, self.schema, self.table)
+        return combine(self.pending, self.schema, self.table)
 
     def commit(self, before_swap: Callable[[Path], None] | None = None) -> WrittenPartition:
         """Write what is left (a typed empty file for an empty partition) and swap it in."""

@@ -79,42 +79,30 @@ def _c(name: str, source: str, type_: pa.DataType = _STRING, json: bool = False)
     return Col(name, source, type_, json)
 
 
-def _json_text(value: Any) -> str | None:
-    return None if value is None else orjson.dumps(value).decode()
-
-
-def _value_text(value: Any) -> str | None:
-    """A parameter value as text: strings as they are, numbers and booleans as JSON."""
-    if value is None or isinstance(value, str):
-        return value
-    return orjson.dumps(value).decode()
-
-
-def _value_type(item: Record) -> str:
-    if "files" in item and "value" not in item:
-        return "files"
-    value = item.get("value")
+def _typed_value(item: Record) -> tuple[str | None, str]:
+    """A parameter's value as text, and its type (one pass: this runs for every parameter)."""
+    if "value" not in item:
+        return None, "files" if "files" in item else "null"
+    value = item["value"]
     if value is None:
-        return "null"
+        return None, "null"
+    if isinstance(value, str):
+        return value, "string"
+    text = orjson.dumps(value).decode()
     if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    return "string" if isinstance(value, str) else "json"
+        return text, "boolean"
+    return text, "number" if isinstance(value, int | float) else "json"
 
 
 def _case_parameters(case: Record) -> list[Record]:
-    return [
-        {
-            "case_id": case["id"],
-            "position": i,
-            "xpath": p.get("xpath"),
-            "value": _value_text(p.get("value")) if "value" in p else None,
-            "value_type": _value_type(p),
-            "files": _json_text(p["files"]) if "files" in p else None,
-        }
-        for i, p in enumerate(case.get("parameters") or [])
-    ]
+    case_id, rows = case["id"], []
+    for i, p in enumerate(case.get("parameters") or ()):
+        value, value_type = _typed_value(p)
+        files = p.get("files")
+        rows.append({"case_id": case_id, "position": i, "xpath": p.get("xpath"), "value": value,
+                     "value_type": value_type,
+                     "files": None if files is None else orjson.dumps(files).decode()})  # fmt: skip
+    return rows
 
 
 def _inbox_workitems(case: Record) -> list[Record]:
