@@ -118,10 +118,11 @@ class Warehouse:
             return 0
         self.con.execute("BEGIN TRANSACTION")
         try:
-            self.con.execute(
-                "CREATE OR REPLACE TEMP TABLE _load_files (file VARCHAR, part VARCHAR)"
+            self.con.execute(  # one statement: executemany costs 0.1 ms a row, 2,000 days
+                "CREATE OR REPLACE TEMP TABLE _load_files AS SELECT "
+                "unnest(?::VARCHAR[]) AS file, unnest(?::VARCHAR[]) AS part",
+                [[f for f, _ in pairs], [v for _, v in pairs]],
             )
-            self.con.executemany("INSERT INTO _load_files VALUES (?, ?)", pairs)
             self._evolve(table, self._parquet_columns([f for f, _ in pairs]))
             self.con.execute(f"DELETE FROM {ref} WHERE _partition IN (SELECT unnest(?))", [values])
             self.con.execute(
