@@ -21,7 +21,7 @@ from collections import defaultdict, deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from itertools import islice
+from itertools import chain, islice
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -153,21 +153,29 @@ def stream_paths(client: BizagiClient, stream: Stream) -> Iterator[tuple[str, st
 def count_at_source(
     client: BizagiClient, stream: Stream, start: dt.date | None = None, end: dt.date | None = None
 ) -> int:
-    """What the API reports as the total of a stream (over [start, end) for daily streams)."""
+    """What the API reports as the total of a stream (over [start, end) for daily streams).
+
+    One request per process, sent ``max_concurrency`` at a time: on a slow server a project
+    with many processes would otherwise wait for them one by one before extracting anything.
+    """
     window = None
     if stream.partitioning == DAILY and stream.cursor and start and end:
         window = odata.window(stream.cursor, _midnight(start), _midnight(end))
-    total = 0
-    for path, _ in stream_paths(client, stream):
-        options: dict[str, Any] = {"$top": 1, "$skip": 0}
-        if window:
-            options["$filter"] = window
-        body = client.get_json(client.url(path, options))
-        count = body.get("@odata.totalCount", body.get("@odata.count"))
-        if not isinstance(count, int):
-            raise SchemaError(f"{path}: the API reports no total (@odata.totalCount)")
-        total += count
-    return total
+    paths = [path for path, _ in stream_paths(client, stream)]
+    workers = client.settings.max_concurrency
+    return sum(count for _, count in ordered_map(workers, _total, paths, (client, window)))
+
+
+def _total(path: str, shared: tuple[BizagiClient, str | None]) -> int:
+    client, window = shared
+    options: dict[str, Any] = {"$top": 1, "$skip": 0}
+    if window:
+        options["$filter"] = window
+    body = client.get_json(client.url(path, options))
+    count = body.get("@odata.totalCount", body.get("@odata.count"))
+    if not isinstance(count, int):
+        raise SchemaError(f"{path}: the API reports no total (@odata.totalCount)")
+    return count
 
 
 def load_result(
@@ -406,10 +414,14 @@ class _Buffers:
         parent = to_table(records, s.columns, s.name, s.child_sources)
         self.batches[s.name].append(_tag(parent, days))
         for child in s.children:
-            exploded = [(row, i) for i, r in enumerate(records) for row in child.rows(r)]
-            if exploded:
-                table = to_table([row for row, _ in exploded], child.columns, child.name)
-                child_days = [days[i] for _, i in exploded] if days is not None else None
+            per_record = [child.rows(r) for r in records]
+            rows = list(chain.from_iterable(per_record))
+            if rows:
+                table = to_table(rows, child.columns, child.name)
+                # each row has its parent's day: repeated in numpy, not looked up row by row
+                child_days = None if days is None else np.repeat(
+                    np.array(days, dtype="datetime64[D]"), [len(r) for r in per_record]
+                )
                 self.batches[child.name].append(_tag(table, child_days))
 
     def split_by_day(self, days: Sequence[dt.date]) -> dict[dt.date, _Buffers]:
@@ -445,7 +457,7 @@ class _Buffers:
 DAY_TAG = "__bizagi_day"
 
 
-def _tag(table: pa.Table, days: list[dt.date] | None) -> pa.Table:
+def _tag(table: pa.Table, days: list[dt.date] | np.ndarray | None) -> pa.Table:
     return table if days is None else table.append_column(DAY_TAG, pa.array(days, pa.date32()))
 
 
