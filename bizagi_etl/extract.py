@@ -419,9 +419,10 @@ class _Buffers:
             if rows:
                 table = to_table(rows, child.columns, child.name)
                 # each row has its parent's day: repeated in numpy, not looked up row by row
-                child_days = None if days is None else np.repeat(
-                    np.array(days, dtype="datetime64[D]"), [len(r) for r in per_record]
-                )
+                child_days = None
+                if days is not None:
+                    counts = [len(r) for r in per_record]
+                    child_days = np.repeat(np.array(days, dtype="datetime64[D]"), counts)
                 self.batches[child.name].append(_tag(table, child_days))
 
     def split_by_day(self, days: Sequence[dt.date]) -> dict[dt.date, _Buffers]:
