@@ -118,6 +118,7 @@ def run_extract(base: str, workdir: Path, workers: int) -> dict[str, float]:
 
     from bizagi_etl.client import BizagiClient
     from bizagi_etl.extract import extract_stream, load_result
+    from bizagi_etl.frames import use_system_allocator
     from bizagi_etl.lake import Lake
     from bizagi_etl.settings import BizagiSettings, Secret
     from bizagi_etl.streams import Catalog
@@ -125,6 +126,7 @@ def run_extract(base: str, workdir: Path, workers: int) -> dict[str, float]:
 
     settings = BizagiSettings(base_url=base, client_id=CLIENT[0], client_secret=Secret(CLIENT[1]),
                               page_size=1000, max_concurrency=workers)  # fmt: skip
+    use_system_allocator()  # as `bizagi-etl extract` does
     began = time.perf_counter()
     at = dt.datetime.now(dt.UTC)
     with BizagiClient(settings) as client, Warehouse(workdir / "w.duckdb") as warehouse:

@@ -226,10 +226,12 @@ def _run_and_report(
     memory_limit: str | None = None,
 ) -> Any:
     from bizagi_etl.console import out, stream_progress, summary
+    from bizagi_etl.frames import use_system_allocator
     from bizagi_etl.lake import Lake
     from bizagi_etl.run import run
     from bizagi_etl.warehouse import Warehouse
 
+    use_system_allocator()
     warehouse = Warehouse(db, memory_limit=memory_limit) if db else None
     try:
         with stream_progress() as progress:

@@ -4,6 +4,10 @@ from pathlib import Path
 
 import dagster as dg
 
+from bizagi_etl.frames import use_system_allocator
+
+use_system_allocator()  # before any asset allocates: Arrow's pool is the process's choice
+
 
 @dg.definitions
 def defs() -> dg.Definitions:

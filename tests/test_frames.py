@@ -15,7 +15,7 @@ import pyarrow as pa
 import pytest
 
 from bizagi_etl.errors import SchemaError
-from bizagi_etl.frames import empty_table, to_frame, to_table
+from bizagi_etl.frames import empty_table, to_frame, to_table, use_system_allocator
 from bizagi_etl.schema import (
     BIZAGI_TYPES,
     DECIMAL,
@@ -421,3 +421,17 @@ def test_each_bizagi_type_reads_a_value_of_its_kind():
     assert row["date_time"] == dt.datetime(2024, 6, 3, tzinfo=UTC)
     assert row["var_char"] == ""
     assert row["guid"] == samples["Guid"]
+
+
+def test_programs_let_arrow_allocate_with_malloc_unless_the_environment_chooses(monkeypatch):
+    before = pa.default_memory_pool()
+    try:
+        pa.set_memory_pool(pa.mimalloc_memory_pool())
+        monkeypatch.setenv("ARROW_DEFAULT_MEMORY_POOL", "mimalloc")
+        use_system_allocator()
+        assert pa.default_memory_pool().backend_name == "mimalloc"
+        monkeypatch.delenv("ARROW_DEFAULT_MEMORY_POOL")
+        use_system_allocator()
+        assert pa.default_memory_pool().backend_name == "system"
+    finally:
+        pa.set_memory_pool(before)
