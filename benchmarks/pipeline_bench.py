@@ -198,6 +198,7 @@ def main() -> None:
     parser.add_argument("--cases", default="100000,1000000")
     parser.add_argument("--latency", default="0,100")
     parser.add_argument("--skip-dlt", action="store_true")
+    parser.add_argument("--dlt-cases", default="100000", help="case counts dlt runs at (9 GB at 100k)")
     parser.add_argument("--output", default="pipeline.md", help="file name under results/")
     parser.add_argument("--run"), parser.add_argument("--base"), parser.add_argument("--workdir")
     args = parser.parse_args()
@@ -209,11 +210,12 @@ def main() -> None:
                    "dlt": lambda: run_dlt(args.base, workdir)}  # fmt: skip
         print(json.dumps(runners[args.run]()))
         return
-    contenders = ["limit", "sequential", "concurrent"]
-    if not args.skip_dlt and _has_dlt():
-        contenders.append("dlt")
+    with_dlt = not args.skip_dlt and _has_dlt()
+    dlt_cases = {int(c) for c in args.dlt_cases.split(",")}
     rows = []
     for cases in (int(c) for c in args.cases.split(",")):
+        contenders = ["limit", "sequential", "concurrent"]
+        contenders += ["dlt"] if with_dlt and cases in dlt_cases else []
         for latency in (int(x) for x in args.latency.split(",")):
             emulator, base = _emulator(cases, latency)
             try:
