@@ -198,7 +198,7 @@ def main() -> None:
     parser.add_argument("--cases", default="100000,1000000")
     parser.add_argument("--latency", default="0,100")
     parser.add_argument("--skip-dlt", action="store_true")
-    parser.add_argument("--dlt-cases", default="100000", help="case counts dlt runs at (9 GB at 100k)")
+    parser.add_argument("--dlt-cases", default="100000", help="case counts to run dlt at")
     parser.add_argument("--output", default="pipeline.md", help="file name under results/")
     parser.add_argument("--run"), parser.add_argument("--base"), parser.add_argument("--workdir")
     args = parser.parse_args()
