@@ -23,11 +23,11 @@ def _settings(server, **changes) -> BizagiSettings:
     return settings_for(server, **({"page_size": 50} | changes))
 
 
-def _extract(server, root, workers, end=END, **changes):
+def _extract(server, root, workers, end=END, chunk_days=None, **changes):
     with BizagiClient(_settings(server, **changes)) as client:
         stream = Catalog.load().get("cases")
         return extract_stream(client, stream, Lake(root), start=START, end=end, extracted_at=AT,
-                              workers=workers)  # fmt: skip
+                              workers=workers, chunk_days=chunk_days)  # fmt: skip
 
 
 def _files(root) -> dict[str, object]:
@@ -83,3 +83,18 @@ def test_ordered_map_keeps_order_and_bounds_what_is_in_flight():
     results = list(ordered_map(3, work, list(range(20)), 0.002))
     assert results == [(i, i * i) for i in range(20)]
     assert 1 < peak <= 3
+
+
+def test_each_day_holds_exactly_its_rows_sorted_by_key(small_server, tmp_path, small_truth):
+    """Chunks are split into days by one sort on (day, key): check every day against the truth."""
+    _extract(small_server, tmp_path, workers=3, chunk_days=7)
+    lake, truth = Lake(tmp_path), small_truth["cases"]
+    day_of = dict(zip(truth.id, truth.creation_utc.dt.strftime("%Y-%m-%d"), strict=True))
+    params = small_truth["case_parameters"]
+    for column, day in lake.partitions("cases"):
+        ids = pq.read_table(lake.files("cases", column, day)[0]).column("id").to_pylist()
+        assert ids == sorted(i for i, d in day_of.items() if d == day), day
+        kids = pq.read_table(lake.files("case_parameters", column, day)[0]).to_pandas()
+        keys = list(zip(kids.case_id, kids.position, strict=True))
+        expected = params[params.case_id.isin(ids)]
+        assert keys == sorted(zip(expected.case_id, expected.position, strict=True)), day
