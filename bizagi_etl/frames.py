@@ -12,17 +12,15 @@ import functools
 import os
 from collections.abc import Callable, Sequence
 from decimal import Decimal, InvalidOperation
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from bizagi_etl.errors import SchemaError
 from bizagi_etl.schema import TIMESTAMP, Col, unique_names
-
-if TYPE_CHECKING:
-    import pandas as pd
 
 Record = dict[str, Any]
 _NAIVE = r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)$"
@@ -65,8 +63,6 @@ def to_table(
 
 def to_frame(table: pa.Table) -> pd.DataFrame:
     """Arrow-backed pandas: nulls, decimals and UTC timestamps survive the trip."""
-    import pandas as pd  # here: extraction never needs pandas, which costs 50 MB to import
-
     return table.to_pandas(types_mapper=pd.ArrowDtype)
 
 

@@ -32,16 +32,3 @@ def test_the_library_never_imports_dagster():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "[]"
-
-
-def test_the_extraction_path_does_not_import_pandas():
-    """pandas costs 50 MB of resident memory, and extraction works in Arrow only."""
-    code = (
-        "import sys\n"
-        "import bizagi_etl.cli, bizagi_etl.extract, bizagi_etl.run, bizagi_etl.warehouse\n"
-        "print('pandas' in sys.modules)\n"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    )
-    assert result.stdout.strip() == "False"
