@@ -50,14 +50,19 @@ class WrittenPartition:
 class Lake:
     def __init__(self, root: Path) -> None:
         self.root = Path(root).resolve()
+        self._table_dirs: dict[str, Path] = {}  # checked once: resolve() stats every component
 
     def __repr__(self) -> str:
         return f"Lake({str(self.root)!r})"
 
     def table_dir(self, table: str) -> Path:
+        known = self._table_dirs.get(table)
+        if known is not None:
+            return known
         path = (self.root / check_identifier("table", table)).resolve()
         if path.parent != self.root:
             raise SchemaError(f"table {table!r} would leave the lake at {self.root}")
+        self._table_dirs[table] = path
         return path
 
     def partition_dir(self, table: str, column: str, value: str) -> Path:
@@ -100,10 +105,12 @@ class Lake:
             raise
 
     def _swap(self, staging: Path, target: Path) -> None:
+        if not target.exists():  # a new partition: nothing to put aside
+            os.rename(staging, target)
+            return
         trash = target.parent / TRASH / f"{target.name}.{uuid.uuid4().hex}"
-        if target.exists():
-            trash.parent.mkdir(exist_ok=True)
-            os.rename(target, trash)
+        trash.parent.mkdir(exist_ok=True)
+        os.rename(target, trash)
         os.rename(staging, target)
         shutil.rmtree(trash, ignore_errors=True)
 
@@ -114,13 +121,13 @@ class Lake:
         table (parallel runs) are never disturbed.
         """
         trash, staging = target.parent / TRASH, target.parent / STAGING
-        for old in sorted(trash.glob(f"{target.name}.*")) if trash.exists() else []:
+        for old in _leftovers(trash, target.name):
             if not target.exists():
                 log.warning("lake: restoring %s from an interrupted swap", target)
                 os.rename(old, target)
             else:
                 shutil.rmtree(old, ignore_errors=True)
-        for stale in staging.glob(f"{target.name}.*") if staging.exists() else []:
+        for stale in _leftovers(staging, target.name):
             shutil.rmtree(stale, ignore_errors=True)
 
     def files(self, table: str, column: str | None = None, value: str | None = None) -> list[Path]:
@@ -234,6 +241,16 @@ class PartitionWriter:
     def abort(self) -> None:
         """Drop the new version; the previous partition stays as it was."""
         shutil.rmtree(self.staging, ignore_errors=True)
+
+
+def _leftovers(folder: Path, name: str) -> list[Path]:
+    """What earlier writes of partition ``name`` left in ``folder`` (``name.<uuid>``)."""
+    try:
+        entries = os.scandir(folder)
+    except FileNotFoundError:
+        return []
+    with entries:
+        return sorted(folder / e.name for e in entries if e.name.startswith(f"{name}."))
 
 
 def extracted_at_of(path: Path) -> dt.datetime | None:
