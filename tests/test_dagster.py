@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -759,3 +762,15 @@ def test_retries_and_token_refreshes_are_reported_and_data_stays_exact(
     assert value(md, "bizagi/requests") > value(md, "bizagi/pages")
     assert value(md, "bizagi/pages") == n_processes(small_truth)
     assert all(checks_of(result).values())
+
+
+def test_the_code_location_lets_arrow_allocate_with_malloc():
+    code = (
+        "import pyarrow as pa, dagster_project.definitions\n"
+        "print(pa.default_memory_pool().backend_name)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+    )
+    assert result.stdout.strip() == "system"
