@@ -72,6 +72,8 @@ def combine(batches: Sequence[pa.Table], schema: pa.Schema | None, table: str) -
     tables = [b for b in batches if b.num_columns]
     if not tables:
         return (schema or pa.schema([])).empty_table()
+    if len(tables) == 1 and schema is not None and _leads_with(tables[0].schema, schema):
+        return tables[0]  # already conformed (a slice of an earlier combine): nothing to unify
     try:
         unified = pa.unify_schemas(
             [schema, *(t.schema for t in tables)] if schema else [t.schema for t in tables],
@@ -80,6 +82,11 @@ def combine(batches: Sequence[pa.Table], schema: pa.Schema | None, table: str) -
         return pa.concat_tables([_conform(t, unified) for t in tables])
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
         raise SchemaError(f"table {table!r}: batches do not agree on a schema: {exc}") from None
+
+
+def _leads_with(have: pa.Schema, want: pa.Schema) -> bool:
+    """``have`` starts with exactly the fields of ``want``, in order."""
+    return len(have) >= len(want) and all(have.field(i) == f for i, f in enumerate(want))
 
 
 def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:

@@ -208,23 +208,13 @@ class PartitionWriter:
             self._flush()
 
     def _flush(self) -> None:
-        data = self._conformed()
+        data = combine(self.pending, self.schema, self.table)
         data = data.replace_schema_metadata({**(data.schema.metadata or {}), **self.metadata})
         name = f"part-{len(self.names):05d}.parquet"
         pq.write_table(data, self.staging / name, compression="zstd", row_group_size=ROW_GROUP)
         self.names.append(name)
         self.rows += data.num_rows
         self.pending, self.pending_rows = [], 0
-
-    def _conformed(self) -> pa.Table:
-        """The pending batches as one table; a lone batch that already holds every declared
-        field as declared (what ``write_partition`` hands over) is not unified a second time."""
-        if len(self.pending) == 1:
-            batch = self.pending[0]
-            names = set(batch.schema.names)
-            if all(f.name in names and batch.schema.field(f.name) == f for f in self.schema):
-                return batch
-        return combine(self.pending, self.schema, self.table)
 
     def commit(self, before_swap: Callable[[Path], None] | None = None) -> WrittenPartition:
         """Write what is left (a typed empty file for an empty partition) and swap it in."""
