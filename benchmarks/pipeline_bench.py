@@ -82,11 +82,8 @@ def run_limit(base: str, workdir: Path) -> dict[str, float]:
 
     import orjson
 
-    from bizagi_etl import odata
-    from bizagi_etl.client import BizagiClient
-    from bizagi_etl.extract import _chunks, _midnight, chunk_days_for, count_at_source
-    from bizagi_etl.settings import BizagiSettings, Secret
-    from bizagi_etl.streams import Catalog
+    from bizagi_etl.connector import BizagiClient, BizagiSettings, Secret, odata
+    from bizagi_etl.pipeline import Catalog, chunk_days_for, count_at_source, day_chunks, midnight
 
     form = {"grant_type": "client_credentials", "scope": "api"}
     token = httpx.post(f"{base}/oauth2/server/token", auth=CLIENT, data=form).json()
@@ -98,9 +95,9 @@ def run_limit(base: str, workdir: Path) -> dict[str, float]:
     with BizagiClient(settings) as counter:  # the same chunks the extract will choose
         size = chunk_days_for(count_at_source(counter, Catalog.load().get("cases"), start, end),
                               start, end)  # fmt: skip
-    for days in _chunks(start, end, size):
-        window = odata.window("creationDate", _midnight(days[0]),
-                              _midnight(days[-1] + dt.timedelta(days=1)))  # fmt: skip
+    for days in day_chunks(start, end, size):
+        window = odata.window("creationDate", midnight(days[0]),
+                              midnight(days[-1] + dt.timedelta(days=1)))  # fmt: skip
         for process in sorted(processes, key=lambda p: p["id"]):
             url: str | None = (
                 f"{base}/odata/data/processes({process['id']})/cases?"
@@ -116,13 +113,15 @@ def run_limit(base: str, workdir: Path) -> dict[str, float]:
 def run_extract(base: str, workdir: Path, workers: int) -> dict[str, float]:
     import datetime as dt
 
-    from bizagi_etl.client import BizagiClient
-    from bizagi_etl.extract import extract_stream, load_result
-    from bizagi_etl.frames import use_system_allocator
-    from bizagi_etl.lake import Lake
-    from bizagi_etl.settings import BizagiSettings, Secret
-    from bizagi_etl.streams import Catalog
-    from bizagi_etl.warehouse import Warehouse
+    from bizagi_etl.connector import BizagiClient, BizagiSettings, Secret
+    from bizagi_etl.pipeline import (
+        Catalog,
+        Lake,
+        Warehouse,
+        extract_stream,
+        load_result,
+        use_system_allocator,
+    )
 
     settings = BizagiSettings(base_url=base, client_id=CLIENT[0], client_secret=Secret(CLIENT[1]),
                               page_size=1000, max_concurrency=workers)  # fmt: skip

@@ -1,50 +1,54 @@
 """bizagi-etl: land a Bizagi project's OData API in Parquet and DuckDB.
 
-from bizagi_etl import BizagiClient, BizagiSettings, iter_rows
+Three packages, imports flowing one way (emulator -> connector <- pipeline):
 
-with BizagiClient(BizagiSettings.from_env()) as client:
-    for process in iter_rows(client, "odata/data/processes"):
-        print(process["name"])
+- ``bizagi_etl.connector``: settings, OAuth2, the HTTP client, OData and paging;
+- ``bizagi_etl.pipeline``: streams, typed frames, the lake, the warehouse and runs;
+- ``bizagi_etl.emulator``: a faithful local Bizagi for demos, tests and benchmarks.
+
+The connector's API is also offered here:
+
+    from bizagi_etl import BizagiClient, BizagiSettings, iter_rows
+
+    with BizagiClient(BizagiSettings.from_env()) as client:
+        for process in iter_rows(client, "odata/data/processes"):
+            print(process["name"])
 """
+
+from typing import TYPE_CHECKING
+
+from bizagi_etl.lazy import lazy_exports
 
 __version__ = "0.1.0"
 
-from bizagi_etl.client import BizagiClient, RequestStats  # after __version__: client.py reads it
-from bizagi_etl.errors import (
-    AuthError,
-    BizagiError,
-    ClientError,
-    HTTPStatusError,
-    PagingError,
-    ResponseError,
-    SchemaError,
-    ServerError,
-    SettingsError,
-    TransportError,
-    WarehouseError,
-)
-from bizagi_etl.paging import Page, QueryStats, iter_pages, iter_rows
-from bizagi_etl.settings import BizagiSettings, Secret
+_CONNECTOR = (
+    "AuthError", "BizagiClient", "BizagiError", "BizagiSettings", "ClientError",
+    "HTTPStatusError", "Page", "PagingError", "QueryStats", "RequestStats", "ResponseError",
+    "SchemaError", "Secret", "ServerError", "SettingsError", "TransportError", "WarehouseError",
+    "iter_pages", "iter_rows",
+)  # fmt: skip
+__all__ = ["__version__", *_CONNECTOR]
+__getattr__ = lazy_exports(__name__, dict.fromkeys(_CONNECTOR, "bizagi_etl.connector"))
 
-__all__ = [
-    "AuthError",
-    "BizagiClient",
-    "BizagiError",
-    "BizagiSettings",
-    "ClientError",
-    "HTTPStatusError",
-    "Page",
-    "PagingError",
-    "QueryStats",
-    "RequestStats",
-    "ResponseError",
-    "SchemaError",
-    "Secret",
-    "ServerError",
-    "SettingsError",
-    "TransportError",
-    "WarehouseError",
-    "__version__",
-    "iter_pages",
-    "iter_rows",
-]
+if TYPE_CHECKING:
+    from bizagi_etl.connector import (
+        AuthError,
+        BizagiClient,
+        BizagiError,
+        BizagiSettings,
+        ClientError,
+        HTTPStatusError,
+        Page,
+        PagingError,
+        QueryStats,
+        RequestStats,
+        ResponseError,
+        SchemaError,
+        Secret,
+        ServerError,
+        SettingsError,
+        TransportError,
+        WarehouseError,
+        iter_pages,
+        iter_rows,
+    )

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 
 from rich.console import Console
 from rich.progress import (
@@ -18,8 +20,17 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from bizagi_etl.extract import ExtractResult
-from bizagi_etl.extract import Progress as ProgressCallback
+from bizagi_etl.connector import BizagiClient
+from bizagi_etl.pipeline import (
+    Catalog,
+    ExtractResult,
+    Lake,
+    RunReport,
+    Warehouse,
+    run,
+    use_system_allocator,
+)
+from bizagi_etl.pipeline import Progress as ProgressCallback
 
 console = Console(stderr=True)
 out = Console()
@@ -79,3 +90,28 @@ def summary(results: Sequence[ExtractResult], loaded: dict[str, int]) -> Table:
                 f"{result.seconds:.1f}" if first else "",
             )
     return table
+
+
+def run_and_report(
+    client: BizagiClient,
+    catalog: Catalog,
+    names: Sequence[str],
+    lake_root: Path,
+    db: Path | None,
+    start: dt.date,
+    end: dt.date,
+    memory_limit: str | None = None,
+) -> RunReport:
+    """Run the named streams with a live progress line each, then print what landed."""
+    use_system_allocator()
+    warehouse = Warehouse(db, memory_limit=memory_limit) if db else None
+    try:
+        with stream_progress() as progress:
+            report = run(client, catalog, names, Lake(lake_root), warehouse,
+                         start=start, end=end, progress=progress)  # fmt: skip
+    finally:
+        if warehouse is not None:
+            warehouse.close()
+    out.print(summary(report.results, report.loaded))
+    out.print(f"Lake: {lake_root}" + (f"   Warehouse: {db}" if db else "   (not loaded)"))
+    return report

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import dagster as dg
 
-from bizagi_etl.streams import DAILY
+from bizagi_etl.pipeline import DAILY
 from dagster_project.factory import DAILY_PARTITIONS, extract_key, load_key, orchestrated_streams
 from dagster_project.views import view_specs
 

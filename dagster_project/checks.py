@@ -12,9 +12,14 @@ from collections.abc import Iterator
 
 import dagster as dg
 
-from bizagi_etl.extract import count_at_source, resolve_streams
-from bizagi_etl.streams import DAILY, ENTITY_VALUES, Stream
-from bizagi_etl.warehouse import Warehouse
+from bizagi_etl.pipeline import (
+    DAILY,
+    ENTITY_VALUES,
+    Stream,
+    Warehouse,
+    count_at_source,
+    resolve_streams,
+)
 from dagster_project.factory import catalog, load_key, orchestrated_streams, tables_of
 from dagster_project.resources import BizagiResource, LakehouseResource
 

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from bizagi_etl.frames import use_system_allocator
+from bizagi_etl.pipeline import use_system_allocator
 
 use_system_allocator()  # before any asset allocates: Arrow's pool is the process's choice
 

@@ -16,10 +16,19 @@ from typing import Any
 
 import dagster as dg
 
-from bizagi_etl.extract import ExtractResult, extract_stream, resolve_streams
-from bizagi_etl.lake import Lake, extracted_at_of
-from bizagi_etl.streams import DAILY, ENTITY_VALUES, Catalog, Stream
-from bizagi_etl.warehouse import SCHEMA, Warehouse
+from bizagi_etl.pipeline import (
+    DAILY,
+    ENTITY_VALUES,
+    SCHEMA,
+    Catalog,
+    ExtractResult,
+    Lake,
+    Stream,
+    Warehouse,
+    extract_stream,
+    extracted_at_of,
+    resolve_streams,
+)
 from dagster_project.resources import BizagiResource, LakehouseResource
 
 OWNERS = ["team:data-platform"]

@@ -6,14 +6,12 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field, PrivateAttr
 
-from bizagi_etl.client import BizagiClient
-from bizagi_etl.lake import Lake
-from bizagi_etl.settings import BizagiSettings, Secret
-from bizagi_etl.warehouse import DEFAULT_MEMORY_LIMIT, Warehouse
+from bizagi_etl.connector import BizagiClient, BizagiSettings, Secret
+from bizagi_etl.pipeline import DEFAULT_MEMORY_LIMIT, Lake, Warehouse
 
 
 class BizagiResource(dg.ConfigurableResource):
-    """A Bizagi project reached with OAuth2 client credentials (see bizagi_etl.settings).
+    """A Bizagi project reached with OAuth2 client credentials (see bizagi_etl.connector.settings).
 
     Give secrets as ``dg.EnvVar("BIZAGI_CLIENT_SECRET")``: the value then never enters run
     config, metadata or the UI. One thread-safe client is created per process on first use.

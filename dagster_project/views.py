@@ -4,7 +4,7 @@ from collections.abc import Iterator
 
 import dagster as dg
 
-from bizagi_etl.run import refresh_views
+from bizagi_etl.pipeline import refresh_views
 from dagster_project.factory import OWNERS, catalog, load_key, orchestrated_streams
 from dagster_project.resources import LakehouseResource
 

@@ -22,11 +22,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from bizagi_etl.connector.settings import BizagiSettings
 from bizagi_etl.emulator import EmulatorConfig, EmulatorServer
 from bizagi_etl.emulator.app import Emulated
 from bizagi_etl.emulator.server import AsgiServer
 from bizagi_etl.emulator.truth import export_truth
-from bizagi_etl.settings import BizagiSettings
 
 # A fixed end keeps every test's data identical whatever day the suite runs.
 END = dt.date(2026, 11, 1)

@@ -23,11 +23,11 @@ from conftest import tiny_settings as shared_tiny_settings
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from bizagi_etl.auth import BizagiAuth
-from bizagi_etl.client import BizagiClient
+from bizagi_etl.connector.auth import BizagiAuth
+from bizagi_etl.connector.client import BizagiClient
+from bizagi_etl.connector.errors import AuthError, BizagiError, ResponseError, TransportError
+from bizagi_etl.connector.settings import BizagiSettings
 from bizagi_etl.emulator.server import AsgiServer, EmulatorServer
-from bizagi_etl.errors import AuthError, BizagiError, ResponseError, TransportError
-from bizagi_etl.settings import BizagiSettings
 
 BASE = "https://dev-acme-corp.bizagi.com"
 TOKEN_URL = f"{BASE}/oauth2/server/token"

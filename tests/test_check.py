@@ -12,13 +12,13 @@ from starlette.applications import Starlette
 from starlette.responses import HTMLResponse
 from starlette.routing import Route
 
-from bizagi_etl.check import diagnose
 from bizagi_etl.cli import main
-from bizagi_etl.client import BizagiClient
+from bizagi_etl.connector.check import diagnose
+from bizagi_etl.connector.client import BizagiClient
+from bizagi_etl.connector.errors import TransportError
+from bizagi_etl.connector.settings import BizagiSettings
 from bizagi_etl.emulator.app import Emulated, build_app
 from bizagi_etl.emulator.server import AsgiServer
-from bizagi_etl.errors import TransportError
-from bizagi_etl.settings import BizagiSettings
 
 
 def _check(base_url: str, secret: str = "emulator-secret-change-me", **extra: str):

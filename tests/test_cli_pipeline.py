@@ -23,7 +23,7 @@ from bizagi_etl.cli import main
 from bizagi_etl.emulator import EmulatorConfig
 from bizagi_etl.emulator.app import Emulated
 from bizagi_etl.emulator.truth import export_truth
-from bizagi_etl.lake import Lake
+from bizagi_etl.pipeline.lake import Lake
 
 BUILTIN = {  # stream -> (tables, key, cursor or None)
     "processes": (["processes"], "id", None),

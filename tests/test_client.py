@@ -22,9 +22,8 @@ from conftest import TINY_CLIENT_ID, TINY_SECRET, TINY_TOKEN, Seen, tiny, tiny_s
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from bizagi_etl.client import BizagiClient, RequestStats
-from bizagi_etl.emulator.server import EmulatorServer
-from bizagi_etl.errors import (
+from bizagi_etl.connector.client import BizagiClient, RequestStats
+from bizagi_etl.connector.errors import (
     AuthError,
     BizagiError,
     ClientError,
@@ -32,7 +31,8 @@ from bizagi_etl.errors import (
     ServerError,
     TransportError,
 )
-from bizagi_etl.settings import BizagiSettings
+from bizagi_etl.connector.settings import BizagiSettings
+from bizagi_etl.emulator.server import EmulatorServer
 
 CLIENT_ID = TINY_CLIENT_ID
 SECRET = TINY_SECRET

@@ -9,11 +9,11 @@ import time
 import pyarrow.parquet as pq
 from conftest import settings_for
 
-from bizagi_etl.client import BizagiClient
-from bizagi_etl.extract import extract_stream, ordered_map
-from bizagi_etl.lake import Lake
-from bizagi_etl.settings import BizagiSettings
-from bizagi_etl.streams import Catalog
+from bizagi_etl.connector.client import BizagiClient
+from bizagi_etl.connector.settings import BizagiSettings
+from bizagi_etl.pipeline.extract import extract_stream, ordered_map
+from bizagi_etl.pipeline.lake import Lake
+from bizagi_etl.pipeline.streams import Catalog
 
 AT = dt.datetime(2026, 11, 2, tzinfo=dt.UTC)
 START, END = dt.date(2025, 3, 1), dt.date(2025, 6, 1)

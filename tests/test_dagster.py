@@ -23,8 +23,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
+from bizagi_etl.connector.settings import BizagiSettings
 from bizagi_etl.emulator import EmulatorServer
-from bizagi_etl.settings import BizagiSettings
 from dagster_project.definitions import defs
 from dagster_project.resources import BizagiResource, LakehouseResource
 

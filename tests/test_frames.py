@@ -14,9 +14,10 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from bizagi_etl.errors import SchemaError
-from bizagi_etl.frames import empty_table, to_frame, to_table, use_system_allocator
-from bizagi_etl.schema import (
+from bizagi_etl.connector.errors import SchemaError
+from bizagi_etl.pipeline.dataframes import to_frame
+from bizagi_etl.pipeline.frames import empty_table, to_table, use_system_allocator
+from bizagi_etl.pipeline.schema import (
     BIZAGI_TYPES,
     DECIMAL,
     MONEY,

@@ -9,8 +9,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from bizagi_etl.errors import SchemaError
-from bizagi_etl.lake import TRASH, Lake, extracted_at_of
+from bizagi_etl.connector.errors import SchemaError
+from bizagi_etl.pipeline.lake import TRASH, Lake, extracted_at_of
 
 AT = dt.datetime(2026, 11, 2, 3, 4, 5, tzinfo=dt.UTC)
 SCHEMA = pa.schema([("id", pa.int64()), ("name", pa.string())])

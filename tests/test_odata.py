@@ -10,9 +10,9 @@ from urllib.parse import unquote_plus
 
 import pytest
 
-from bizagi_etl import odata
-from bizagi_etl.errors import SettingsError
-from bizagi_etl.settings import BizagiSettings
+from bizagi_etl.connector import odata
+from bizagi_etl.connector.errors import SettingsError
+from bizagi_etl.connector.settings import BizagiSettings
 
 
 @pytest.mark.parametrize(
@@ -91,7 +91,7 @@ def test_query_string_keeps_dollar_readable():
 
 
 def test_client_url_quotes_paths(small_server):
-    from bizagi_etl.client import BizagiClient
+    from bizagi_etl.connector.client import BizagiClient
 
     settings = BizagiSettings(
         base_url=small_server.base_url, client_id="c", client_secret="s", page_size=5

@@ -14,12 +14,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from bizagi_etl import odata
-from bizagi_etl.client import BizagiClient
+from bizagi_etl.connector import odata
+from bizagi_etl.connector.client import BizagiClient
+from bizagi_etl.connector.errors import PagingError
+from bizagi_etl.connector.paging import QueryStats, iter_pages, iter_rows
+from bizagi_etl.connector.settings import BizagiSettings
 from bizagi_etl.emulator.server import AsgiServer
-from bizagi_etl.errors import PagingError
-from bizagi_etl.paging import QueryStats, iter_pages, iter_rows
-from bizagi_etl.settings import BizagiSettings
 
 HISTORY = odata.window(
     "creationDate", dt.datetime(2020, 1, 1, tzinfo=dt.UTC), dt.datetime(2027, 1, 1, tzinfo=dt.UTC)
@@ -187,7 +187,7 @@ def test_shifted_offsets_drop_duplicates_and_report_the_total(make_server, caplo
         ds = server.emulated.ds
         original = set(ds.case_ids(ds.open_positions()).tolist())
         stats = QueryStats(path="cases")
-        with caplog.at_level(logging.WARNING, logger="bizagi_etl.paging"):
+        with caplog.at_level(logging.WARNING, logger="bizagi_etl.connector.paging"):
             ids = [r["idCase"] for r in iter_rows(client, "odata/data/cases", stats=stats)]
     assert len(ids) == len(set(ids)), "no row is yielded twice"
     assert stats.duplicates > 0, "offsets did shift"

@@ -12,13 +12,13 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import SMALL, settings_for
 
-from bizagi_etl.client import BizagiClient
-from bizagi_etl.extract import extract_stream, load_result, resolve_streams
-from bizagi_etl.lake import Lake
-from bizagi_etl.run import run
-from bizagi_etl.settings import BizagiSettings
-from bizagi_etl.streams import Catalog
-from bizagi_etl.warehouse import Warehouse
+from bizagi_etl.connector.client import BizagiClient
+from bizagi_etl.connector.settings import BizagiSettings
+from bizagi_etl.pipeline.extract import extract_stream, load_result, resolve_streams
+from bizagi_etl.pipeline.lake import Lake
+from bizagi_etl.pipeline.runner import run
+from bizagi_etl.pipeline.streams import Catalog
+from bizagi_etl.pipeline.warehouse import Warehouse
 
 ALL = ["processes", "stakeholders", "entities", "entity_values", "cases", "inbox"]
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bizagi_etl.errors import SettingsError
-from bizagi_etl.settings import ENV_VARS, BizagiSettings, Secret
+from bizagi_etl.connector.errors import SettingsError
+from bizagi_etl.connector.settings import ENV_VARS, BizagiSettings, Secret
 
 SECRET = "sup3r-s3cret-value"
 ENV = {

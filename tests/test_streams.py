@@ -20,11 +20,18 @@ import pytest
 from conftest import client_for
 
 from bizagi_etl import BizagiClient, BizagiSettings
-from bizagi_etl.errors import SchemaError
-from bizagi_etl.extract import extract_stream
-from bizagi_etl.lake import Lake
-from bizagi_etl.schema import check_identifier
-from bizagi_etl.streams import DAILY, SNAPSHOT, Catalog, Stream, custom_streams, entity_stream
+from bizagi_etl.connector.errors import SchemaError
+from bizagi_etl.pipeline.extract import extract_stream
+from bizagi_etl.pipeline.lake import Lake
+from bizagi_etl.pipeline.schema import check_identifier
+from bizagi_etl.pipeline.streams import (
+    DAILY,
+    SNAPSHOT,
+    Catalog,
+    Stream,
+    custom_streams,
+    entity_stream,
+)
 
 UTC = dt.UTC
 TS = pa.timestamp("us", tz="UTC")

@@ -8,9 +8,9 @@ from decimal import Decimal
 import pyarrow as pa
 import pytest
 
-from bizagi_etl.errors import SchemaError, SettingsError, WarehouseError
-from bizagi_etl.lake import Lake
-from bizagi_etl.warehouse import Warehouse
+from bizagi_etl.connector.errors import SchemaError, SettingsError, WarehouseError
+from bizagi_etl.pipeline.lake import Lake
+from bizagi_etl.pipeline.warehouse import Warehouse
 
 AT = dt.datetime(2026, 11, 2, tzinfo=dt.UTC)
 

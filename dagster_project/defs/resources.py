@@ -4,7 +4,7 @@ import os
 
 import dagster as dg
 
-from bizagi_etl.warehouse import DEFAULT_MEMORY_LIMIT
+from bizagi_etl.pipeline import DEFAULT_MEMORY_LIMIT
 from dagster_project.resources import BizagiResource, LakehouseResource
 
 

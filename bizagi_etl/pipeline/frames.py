@@ -1,4 +1,4 @@
-"""Records -> typed Arrow tables and pandas frames with the stream's declared types.
+"""Records -> typed Arrow tables with the stream's declared types.
 
 Timestamps with any offset become UTC instants (naive ones are read as UTC); decimals are
 built from the shortest text of the JSON number, so ``199.99`` stays exactly 199.99; empty
@@ -15,12 +15,11 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import orjson
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from bizagi_etl.errors import SchemaError
-from bizagi_etl.schema import TIMESTAMP, Col, unique_names
+from bizagi_etl.connector import SchemaError
+from bizagi_etl.pipeline.schema import TIMESTAMP, Col, unique_names
 
 Record = dict[str, Any]
 _NAIVE = r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)$"
@@ -59,11 +58,6 @@ def to_table(
         declared.append(array)
         fields.append(pa.field(col.name, array.type))
     return pa.Table.from_arrays(declared, schema=pa.schema(fields))
-
-
-def to_frame(table: pa.Table) -> pd.DataFrame:
-    """Arrow-backed pandas: nulls, decimals and UTC timestamps survive the trip."""
-    return table.to_pandas(types_mapper=pd.ArrowDtype)
 
 
 def combine(batches: Sequence[pa.Table], schema: pa.Schema | None, table: str) -> pa.Table:

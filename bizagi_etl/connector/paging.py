@@ -26,10 +26,10 @@ from urllib.parse import urljoin
 
 import orjson
 
-from bizagi_etl.client import BizagiClient, RequestStats
-from bizagi_etl.errors import PagingError, SchemaError
-from bizagi_etl.redact import redact_url
-from bizagi_etl.settings import _origin
+from bizagi_etl.connector.client import BizagiClient, RequestStats
+from bizagi_etl.connector.errors import PagingError, SchemaError
+from bizagi_etl.connector.redact import redact_url
+from bizagi_etl.connector.settings import origin_of
 
 log = logging.getLogger(__name__)
 
@@ -190,7 +190,7 @@ class _Pager:
 
     def _follow(self, url: str, link: str) -> str:
         absolute = urljoin(url, link)
-        if _origin(absolute) != self.origin:
+        if origin_of(absolute) != self.origin:
             raise PagingError(
                 f"{self.path}: the next link points to another origin ({redact_url(absolute)}); "
                 "refused, and no credentials were sent there"

@@ -23,19 +23,18 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import chain, islice
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import pyarrow as pa
 
-from bizagi_etl import odata
-from bizagi_etl.client import BizagiClient
-from bizagi_etl.errors import SchemaError
-from bizagi_etl.frames import combine, empty_table, to_table
-from bizagi_etl.lake import Lake, WrittenPartition
-from bizagi_etl.paging import QueryStats, iter_pages, iter_rows
-from bizagi_etl.streams import DAILY, ENTITY_VALUES, Catalog, Stream, entity_stream
-from bizagi_etl.warehouse import Warehouse
+from bizagi_etl.connector import BizagiClient, QueryStats, SchemaError, iter_pages, iter_rows, odata
+from bizagi_etl.pipeline.frames import combine, empty_table, to_table
+from bizagi_etl.pipeline.lake import Lake, WrittenPartition
+from bizagi_etl.pipeline.streams import DAILY, ENTITY_VALUES, Catalog, Stream, entity_stream
+
+if TYPE_CHECKING:  # loading is the warehouse's job: extracting never imports duckdb
+    from bizagi_etl.pipeline.warehouse import Warehouse
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +159,7 @@ def count_at_source(
     """
     window = None
     if stream.partitioning == DAILY and stream.cursor and start and end:
-        window = odata.window(stream.cursor, _midnight(start), _midnight(end))
+        window = odata.window(stream.cursor, midnight(start), midnight(end))
     paths = [path for path, _ in stream_paths(client, stream)]
     workers = client.settings.max_concurrency
     return sum(count for _, count in ordered_map(workers, _total, paths, (client, window)))
@@ -237,7 +236,7 @@ class _Run:
         """Slices (chunk of days x process) fetched by a bounded pool; each chunk is split by
         day as soon as its last slice is in, and its days written on a small pool of writers
         while the next chunk is fetched."""
-        chunks = list(_chunks(start, end, chunk_days))
+        chunks = list(day_chunks(start, end, chunk_days))
         paths = list(self._paths())
         slices = [(i, path, process_id) for i in range(len(chunks)) for path, process_id in paths]
         waiting = [len(paths)] * len(chunks)
@@ -259,7 +258,7 @@ class _Run:
         """One process over one chunk of days, routed to days (runs in a worker thread)."""
         index, path, process_id = item
         days = chunks[index]
-        lo, hi = _midnight(days[0]), _midnight(days[-1] + dt.timedelta(days=1))
+        lo, hi = midnight(days[0]), midnight(days[-1] + dt.timedelta(days=1))
         assert self.stream.cursor is not None
         fetched = _Slice(stats=QueryStats(path=path), buffers=_Buffers(self.stream))
         window = odata.window(self.stream.cursor, lo, hi)
@@ -462,13 +461,13 @@ def _tag(table: pa.Table, days: list[dt.date] | np.ndarray | None) -> pa.Table:
     return table if days is None else table.append_column(DAY_TAG, pa.array(days, pa.date32()))
 
 
-def _chunks(start: dt.date, end: dt.date, size: int) -> Iterator[list[dt.date]]:
+def day_chunks(start: dt.date, end: dt.date, size: int) -> Iterator[list[dt.date]]:
     days = [start + dt.timedelta(days=i) for i in range((end - start).days)]
     for i in range(0, len(days), max(1, size)):
         yield days[i : i + size]
 
 
-def _midnight(day: dt.date) -> dt.datetime:
+def midnight(day: dt.date) -> dt.datetime:
     return dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC)
 
 

@@ -5,7 +5,7 @@ a restarting server, timeouts, cut or garbled bodies) with exponential backoff a
 honouring ``Retry-After`` in seconds or as an HTTP date, bounded in attempts and in total time.
 A 429 or 503 pauses every thread of the client, not just the one that met it, so a pool slows
 down instead of hammering the server.
-Everything else fails at once with an error from ``bizagi_etl.errors``.
+Everything else fails at once with an error from ``bizagi_etl.connector.errors``.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from urllib.parse import quote
 import httpx
 import orjson
 
-from bizagi_etl.auth import USER_AGENT, BizagiAuth
-from bizagi_etl.errors import (
+from bizagi_etl.connector.auth import USER_AGENT, BizagiAuth
+from bizagi_etl.connector.errors import (
     AuthError,
     BizagiError,
     ClientError,
@@ -37,9 +37,9 @@ from bizagi_etl.errors import (
     ServerError,
     TransportError,
 )
-from bizagi_etl.odata import query_string
-from bizagi_etl.redact import body_excerpt, looks_like_html, mask, redact_url
-from bizagi_etl.settings import BizagiSettings
+from bizagi_etl.connector.odata import query_string
+from bizagi_etl.connector.redact import body_excerpt, looks_like_html, mask, redact_url
+from bizagi_etl.connector.settings import BizagiSettings
 
 log = logging.getLogger(__name__)
 

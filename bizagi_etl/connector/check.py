@@ -6,8 +6,8 @@ import dataclasses
 import time
 from dataclasses import dataclass, field
 
-from bizagi_etl.client import BizagiClient
-from bizagi_etl.errors import (
+from bizagi_etl.connector.client import BizagiClient
+from bizagi_etl.connector.errors import (
     AuthError,
     BizagiError,
     ClientError,
@@ -17,7 +17,7 @@ from bizagi_etl.errors import (
     SettingsError,
     TransportError,
 )
-from bizagi_etl.settings import BizagiSettings
+from bizagi_etl.connector.settings import BizagiSettings
 
 # What a connector reads, probed with $top=1.
 PROBES = (

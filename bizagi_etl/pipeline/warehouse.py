@@ -13,20 +13,22 @@ import datetime as dt
 import logging
 import re
 from collections.abc import Sequence
+from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from types import TracebackType
 
 import duckdb
 import pyarrow as pa
 
-from bizagi_etl.errors import SchemaError, SettingsError, WarehouseError
-from bizagi_etl.schema import check_identifier
+from bizagi_etl.connector import SchemaError, SettingsError, WarehouseError
+from bizagi_etl.pipeline.schema import check_identifier
 
 log = logging.getLogger(__name__)
 
 SCHEMA = "bizagi"
 VIEWS = "analytics"
-SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+SQL_PACKAGE = "bizagi_etl.sql"  # the top-level sql/, shipped inside the package (pyproject.toml)
 
 _ANY_NUMBER = ("DOUBLE", "HUGEINT")
 _WIDER: dict[str, tuple[str, ...]] = {
@@ -58,11 +60,11 @@ def table_ref(table: str) -> str:
 
 class Warehouse:
     def __init__(
-        self, path: Path, sql_dir: Path = SQL_DIR, memory_limit: str | None = None
+        self, path: Path, sql_dir: Path | None = None, memory_limit: str | None = None
     ) -> None:
         self.memory_limit = memory_limit or DEFAULT_MEMORY_LIMIT
         self.path = Path(path)
-        self.sql_dir = sql_dir
+        self.sql_dir: Traversable = sql_dir or resources.files(SQL_PACKAGE)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.con = duckdb.connect(str(self.path))
         try:
@@ -223,12 +225,22 @@ class Warehouse:
         self._evolve(table, [(str(r[0]), str(r[1])) for r in described])
 
     def apply_sql(self) -> list[str]:
-        """Run every ``sql/*.sql`` file in file-name order; returns their names."""
-        applied = []
-        for path in sorted(self.sql_dir.glob("*.sql")):
+        """Run every ``sql/*.sql`` file in file-name order; returns their names.
+
+        Finding none is an error, not an empty success: the views are part of the product, and
+        an install without them would leave every analytics query failing later.
+        """
+        files = sorted(
+            (p for p in self.sql_dir.iterdir() if p.name.endswith(".sql")), key=lambda p: p.name
+        )
+        if not files:
+            raise WarehouseError(
+                f"no SQL views found in {self.sql_dir}: expected sql/*.sql "
+                f"(package {SQL_PACKAGE}); reinstall bizagi-etl"
+            )
+        for path in files:
             self.con.execute(path.read_text(encoding="utf-8"))
-            applied.append(path.name)
-        return applied
+        return [path.name for path in files]
 
     def create_latest_view(self, table: str, key: Sequence[str]) -> str:
         """``analytics.latest_<table>``: the newest row of each key across snapshots."""

@@ -6,12 +6,18 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from bizagi_etl.client import BizagiClient
-from bizagi_etl.extract import ExtractResult, Progress, extract_stream, load_result, resolve_streams
-from bizagi_etl.frames import empty_table
-from bizagi_etl.lake import Lake
-from bizagi_etl.streams import BUILTIN, SNAPSHOT, Catalog, Stream
-from bizagi_etl.warehouse import Warehouse
+from bizagi_etl.connector import BizagiClient
+from bizagi_etl.pipeline.extract import (
+    ExtractResult,
+    Progress,
+    extract_stream,
+    load_result,
+    resolve_streams,
+)
+from bizagi_etl.pipeline.frames import empty_table
+from bizagi_etl.pipeline.lake import Lake
+from bizagi_etl.pipeline.streams import BUILTIN, SNAPSHOT, Catalog, Stream
+from bizagi_etl.pipeline.warehouse import Warehouse
 
 
 @dataclass(slots=True)

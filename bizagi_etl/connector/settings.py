@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from bizagi_etl.errors import SettingsError
+from bizagi_etl.connector.errors import SettingsError
 
 AUTH_METHODS = ("client_secret_basic", "client_secret_post", "bearer_token")
 
@@ -120,7 +120,7 @@ class BizagiSettings:
 
     @property
     def origin(self) -> tuple[str, str, int]:
-        return _origin(self.base_url)
+        return origin_of(self.base_url)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> BizagiSettings:
@@ -170,7 +170,7 @@ def _require(ok: bool, name: str, expected: str, got: object) -> None:
         raise SettingsError(f"setting {name!r}: expected {expected}, got {got!r}")
 
 
-def _origin(url: str) -> tuple[str, str, int]:
+def origin_of(url: str) -> tuple[str, str, int]:
     parts = urlsplit(url)
     port = parts.port or (443 if parts.scheme == "https" else 80)
     return parts.scheme, (parts.hostname or "").lower(), port

@@ -22,9 +22,9 @@ import httpx
 import orjson
 
 from bizagi_etl import __version__
-from bizagi_etl.errors import AuthError, ClientError, ResponseError, ServerError
-from bizagi_etl.redact import body_excerpt, looks_like_html, mask, redact_url
-from bizagi_etl.settings import BizagiSettings, _origin
+from bizagi_etl.connector.errors import AuthError, ClientError, ResponseError, ServerError
+from bizagi_etl.connector.redact import body_excerpt, looks_like_html, mask, redact_url
+from bizagi_etl.connector.settings import BizagiSettings, origin_of
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ class BizagiAuth(httpx.Auth):
         return self._token
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        if _origin(str(request.url)) != self.settings.origin:
+        if origin_of(str(request.url)) != self.settings.origin:
             request.headers.pop("Authorization", None)
             yield request  # never hand the token to another origin
             return

@@ -15,7 +15,7 @@ import uuid
 from decimal import Decimal
 from urllib.parse import quote
 
-from bizagi_etl.errors import SettingsError
+from bizagi_etl.connector.errors import SettingsError
 
 Literal = str | int | float | Decimal | bool | None | dt.datetime | dt.date | uuid.UUID
 

@@ -23,9 +23,9 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from bizagi_etl.errors import SchemaError
-from bizagi_etl.frames import combine
-from bizagi_etl.schema import check_identifier
+from bizagi_etl.connector import SchemaError
+from bizagi_etl.pipeline.frames import combine
+from bizagi_etl.pipeline.schema import check_identifier
 
 log = logging.getLogger(__name__)
 
@@ -103,16 +103,6 @@ class Lake:
         except BaseException:
             writer.abort()
             raise
-
-    def _swap(self, staging: Path, target: Path) -> None:
-        if not target.exists():  # a new partition: nothing to put aside
-            os.rename(staging, target)
-            return
-        trash = target.parent / TRASH / f"{target.name}.{uuid.uuid4().hex}"
-        trash.parent.mkdir(exist_ok=True)
-        os.rename(target, trash)
-        os.rename(staging, target)
-        shutil.rmtree(trash, ignore_errors=True)
 
     def _recover(self, target: Path) -> None:
         """Before writing a partition: finish what a crash of an earlier write left behind.
@@ -222,7 +212,7 @@ class PartitionWriter:
             self._flush()
         if before_swap is not None:
             before_swap(self.staging)
-        self.lake._swap(self.staging, self.target)
+        _swap(self.staging, self.target)
         files = tuple(self.target / n for n in self.names)
         log.debug("lake: %s/%s <- %d rows in %d files", self.table, self.target.name, self.rows,
                   len(files))  # fmt: skip
@@ -231,6 +221,17 @@ class PartitionWriter:
     def abort(self) -> None:
         """Drop the new version; the previous partition stays as it was."""
         shutil.rmtree(self.staging, ignore_errors=True)
+
+
+def _swap(staging: Path, target: Path) -> None:
+    if not target.exists():  # a new partition: nothing to put aside
+        os.rename(staging, target)
+        return
+    trash = target.parent / TRASH / f"{target.name}.{uuid.uuid4().hex}"
+    trash.parent.mkdir(exist_ok=True)
+    os.rename(target, trash)
+    os.rename(staging, target)
+    shutil.rmtree(trash, ignore_errors=True)
 
 
 def _leftovers(folder: Path, name: str) -> list[Path]:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-from bizagi_etl.errors import SchemaError
+from bizagi_etl.connector import SchemaError
 
 TIMESTAMP = pa.timestamp("us", tz="UTC")
 MONEY = pa.decimal128(19, 4)  # SQL Server's money

@@ -18,8 +18,8 @@ from typing import Any
 import orjson
 import pyarrow as pa
 
-from bizagi_etl.errors import SchemaError
-from bizagi_etl.schema import (
+from bizagi_etl.connector import SchemaError
+from bizagi_etl.pipeline.schema import (
     BIZAGI_TYPES,
     TIMESTAMP,
     Col,

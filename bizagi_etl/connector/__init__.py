@@ -1,0 +1,52 @@
+"""The connector: how to reach a Bizagi project (or any OData v4 service) and page its data.
+
+Settings, OAuth2 client credentials, an HTTP client with retries and redaction, OData literals,
+paging and the connection check. It knows nothing of files or tables; the pipeline and the
+emulator build on it, never the reverse.
+"""
+
+from bizagi_etl.connector import odata
+from bizagi_etl.connector.check import CheckReport, diagnose, run_check
+from bizagi_etl.connector.client import BizagiClient, RequestStats
+from bizagi_etl.connector.errors import (
+    AuthError,
+    BizagiError,
+    ClientError,
+    HTTPStatusError,
+    PagingError,
+    ResponseError,
+    SchemaError,
+    ServerError,
+    SettingsError,
+    TransportError,
+    WarehouseError,
+)
+from bizagi_etl.connector.paging import Page, QueryStats, iter_pages, iter_rows
+from bizagi_etl.connector.settings import ENV_VARS, BizagiSettings, Secret
+
+__all__ = [
+    "ENV_VARS",
+    "AuthError",
+    "BizagiClient",
+    "BizagiError",
+    "BizagiSettings",
+    "CheckReport",
+    "ClientError",
+    "HTTPStatusError",
+    "Page",
+    "PagingError",
+    "QueryStats",
+    "RequestStats",
+    "ResponseError",
+    "SchemaError",
+    "Secret",
+    "ServerError",
+    "SettingsError",
+    "TransportError",
+    "WarehouseError",
+    "diagnose",
+    "iter_pages",
+    "iter_rows",
+    "odata",
+    "run_check",
+]

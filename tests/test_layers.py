@@ -1,0 +1,153 @@
+"""The house's rules, checked: three layers with declared APIs, imports flowing one way, no
+private name used outside its module, and a CLI that starts without loading what it won't use."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ["bizagi_etl", "bizagi_etl.connector", "bizagi_etl.pipeline", "bizagi_etl.emulator"]
+# layer -> what it must never import
+FORBIDDEN = {
+    "bizagi_etl/connector": ("bizagi_etl.pipeline", "bizagi_etl.emulator", "bizagi_etl.cli",
+                             "bizagi_etl.console", "bizagi_etl.demo", "dagster"),
+    "bizagi_etl/pipeline": ("bizagi_etl.emulator", "bizagi_etl.cli", "bizagi_etl.console",
+                            "bizagi_etl.demo", "dagster"),
+    "bizagi_etl/emulator": ("bizagi_etl.pipeline", "bizagi_etl.cli", "bizagi_etl.console",
+                            "bizagi_etl.demo", "dagster"),
+    "bizagi_etl": ("dagster", "dagster_project"),
+}  # fmt: skip
+
+
+def _sources(*folders: str) -> list[Path]:
+    return sorted(p for folder in folders for p in (ROOT / folder).rglob("*.py"))
+
+
+def _imports(path: Path) -> list[tuple[str, list[str]]]:
+    """(module, names) of every import in a file, relative ones resolved."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found += [(alias.name, []) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.append((node.module, [alias.name for alias in node.names]))
+    return found
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_every_declared_name_exists(package):
+    module = importlib.import_module(package)
+    assert module.__all__, f"{package} declares no public API"
+    for name in module.__all__:
+        assert getattr(module, name) is not None, f"{package}.{name}"
+
+
+@pytest.mark.parametrize("package", ["bizagi_etl.connector", "bizagi_etl.emulator"])
+def test_eager_packages_declare_exactly_what_they_import(package):
+    module = importlib.import_module(package)
+    public = {n for n, v in vars(module).items()
+              if not n.startswith("_") and type(v).__name__ != "module"}  # fmt: skip
+    assert public <= set(module.__all__)
+
+
+def test_an_unknown_name_of_a_lazy_package_is_an_attribute_error():
+    import bizagi_etl.pipeline
+
+    with pytest.raises(AttributeError, match="no attribute 'Nothing'"):
+        _ = bizagi_etl.pipeline.Nothing
+
+
+@pytest.mark.parametrize("layer", list(FORBIDDEN))
+def test_imports_flow_one_way(layer):
+    sources = _sources(layer)  # "bizagi_etl": the whole library
+    wrong = [
+        f"{path.relative_to(ROOT)} imports {module}"
+        for path in sources
+        for module, _ in _imports(path)
+        if module.startswith(FORBIDDEN[layer])
+    ]
+    assert wrong == []
+
+
+def test_no_private_name_is_imported_across_modules():
+    wrong = [
+        f"{path.relative_to(ROOT)}: from {module} import {name}"
+        for path in _sources("bizagi_etl", "dagster_project", "benchmarks", "tests")
+        for module, names in _imports(path)
+        if module.startswith(("bizagi_etl", "dagster_project"))
+        for name in names
+        if name.startswith("_") and not name.startswith("__")
+    ]
+    assert wrong == []
+
+
+def test_no_private_attribute_of_another_object_is_used_in_the_code():
+    """``x._name`` only on ``self``, ``cls`` or ``other`` (of the same class): another
+    object's internals stay its own. Third-party modules are their maintainers' business."""
+    wrong = []
+    for path in _sources("bizagi_etl", "dagster_project"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        allowed = {"self", "cls", "other"} | {
+            (alias.asname or alias.name).split(".")[0]
+            for node in ast.walk(tree) if isinstance(node, ast.Import | ast.ImportFrom)
+            for alias in node.names
+            if not (getattr(node, "module", None) or alias.name).startswith("bizagi_etl")
+        }  # fmt: skip
+        wrong += [
+            f"{path.relative_to(ROOT)}:{node.lineno} .{node.attr}"
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Attribute) and _private(node.attr)
+            and not (isinstance(node.value, ast.Name) and node.value.id in allowed)
+        ]  # fmt: skip
+    assert wrong == []
+
+
+def _private(name: str) -> bool:
+    return name.startswith("_") and not name.startswith("__")
+
+
+def test_what_dagster_project_uses_is_declared_public():
+    wrong = []
+    for path in _sources("dagster_project"):
+        for module, names in _imports(path):
+            if not module.startswith("bizagi_etl"):
+                continue
+            declared = getattr(importlib.import_module(module), "__all__", [])
+            wrong += [f"{path.relative_to(ROOT)}: {module}.{n}" for n in names if n not in declared]
+    assert wrong == []
+
+
+def _loaded_after(code: str) -> set[str]:
+    probe = f"{code}\nimport sys\nprint('\\n'.join(sys.modules))"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            check=True, cwd=ROOT)  # fmt: skip
+    return {m.split(".")[0] if not m.startswith("bizagi_etl") else m
+            for m in result.stdout.split()}  # fmt: skip
+
+
+def test_the_cli_starts_without_the_emulator_or_the_data_stack():
+    loaded = _loaded_after("import bizagi_etl.cli")
+    heavy = {"bizagi_etl.emulator", "uvicorn", "starlette", "pyarrow", "duckdb", "pandas", "httpx"}
+    assert loaded & heavy == set()
+
+
+def test_extracting_does_not_load_duckdb_pandas_or_the_emulator():
+    loaded = _loaded_after("import bizagi_etl.pipeline.extract")
+    assert loaded & {"duckdb", "pandas", "bizagi_etl.emulator", "dagster"} == set()
+
+
+def test_the_library_never_imports_dagster():
+    import pkgutil
+
+    import bizagi_etl
+
+    modules = [m.name for m in pkgutil.walk_packages(bizagi_etl.__path__, "bizagi_etl.")]
+    assert "bizagi_etl.emulator.app" in modules
+    loaded = _loaded_after(f"import importlib\nfor m in {modules!r}: importlib.import_module(m)")
+    assert "dagster" not in loaded
