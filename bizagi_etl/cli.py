@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import datetime as dt
 import importlib
-import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from bizagi_etl import __version__
+
+if TYPE_CHECKING:
+    from bizagi_etl.pipeline import Catalog, PipelineSettings
 
 _DAY = click.DateTime(formats=["%Y-%m-%d"])
 
@@ -70,29 +72,22 @@ def check() -> None:
     click.echo("OK")
 
 
-def _env_path(name: str, default: str) -> Path:
-    return Path(os.environ.get(name) or default)
-
-
 @main.command()
 @click.option("--streams-file", type=click.Path(dir_okay=False, path_type=Path),
-              envvar="BIZAGI_STREAMS_FILE", help="Your own streams (TOML).")  # fmt: skip
+              help="Your own streams (TOML) [env BIZAGI_STREAMS_FILE].")  # fmt: skip
 def streams(streams_file: Path | None) -> None:
     """The stream catalog: tables, key and partitioning."""
     from rich.table import Table
 
     from bizagi_etl.console import out
-    from bizagi_etl.pipeline import ENTITY_VALUES
 
-    catalog = _catalog(streams_file)
+    catalog = _catalog(_pipeline_settings(streams_file=streams_file))
     table = Table(title="Streams", title_justify="left")
     for name in ("stream", "tables", "key", "partitioning", "source"):
         table.add_column(name)
     for s in catalog.all():
         partitioning = f"daily on {s.cursor}" if s.cursor else "snapshot (per day)"
-        table.add_row(s.name, ", ".join(s.tables), ", ".join(s.key), partitioning, s.path)
-    table.add_row(ENTITY_VALUES, "entity_<name>, one per parameter entity", "id",
-                  "snapshot (per day)", "odata/data/entities(id)/values")  # fmt: skip
+        table.add_row(s.name, s.tables_label, ", ".join(s.key), partitioning, s.path)
     out.print(table)
 
 
@@ -106,8 +101,8 @@ def streams(streams_file: Path | None) -> None:
               help="DuckDB file [env BIZAGI_WAREHOUSE; default bizagi-data/...duckdb]")  # fmt: skip
 @click.option("--no-load", is_flag=True, help="Write the lake only.")
 @click.option("--streams-file", type=click.Path(dir_okay=False, path_type=Path),
-              envvar="BIZAGI_STREAMS_FILE", help="Your own streams (TOML).")  # fmt: skip
-@click.option("--duckdb-memory-limit", envvar="BIZAGI_DUCKDB_MEMORY_LIMIT",
+              help="Your own streams (TOML) [env BIZAGI_STREAMS_FILE].")  # fmt: skip
+@click.option("--duckdb-memory-limit",
               help="DuckDB's memory while loading, beyond which it spills to disk "
               "[env BIZAGI_DUCKDB_MEMORY_LIMIT; default 128MB].")  # fmt: skip
 def extract(
@@ -129,14 +124,15 @@ def extract(
     last = end.date() if end else today
     if not first < last:
         raise click.UsageError(f"--start ({first}) must be before --end ({last}); end is exclusive")
-    lake_root = lake or _env_path("BIZAGI_LAKE", "bizagi-data/lake")
-    db = warehouse or _env_path("BIZAGI_WAREHOUSE", "bizagi-data/warehouse.duckdb")
+    where = _pipeline_settings(lake=lake, warehouse=warehouse, streams_file=streams_file,
+                               duckdb_memory_limit=duckdb_memory_limit)  # fmt: skip
+    catalog = _catalog(where)
     try:
         settings = BizagiSettings.from_env()
         with BizagiClient(settings) as client:
-            run_and_report(client, _catalog(streams_file), stream_names, lake_root,
-                           None if no_load else db, first, last,
-                           duckdb_memory_limit)  # fmt: skip
+            run_and_report(client, catalog, stream_names, where.lake,
+                           None if no_load else where.warehouse, first, last,
+                           where.duckdb_memory_limit)  # fmt: skip
     except BizagiError as exc:
         from bizagi_etl.connector import diagnose
 
@@ -144,12 +140,23 @@ def extract(
         raise SystemExit(1) from None
 
 
-def _catalog(streams_file: Path | None) -> Any:
+def _pipeline_settings(**options: Any) -> PipelineSettings:
+    """Lake, warehouse and streams file: options win over BIZAGI_* variables."""
+    from bizagi_etl.connector import SettingsError
+    from bizagi_etl.pipeline import PipelineSettings
+
+    try:
+        return PipelineSettings.from_env(**options)
+    except SettingsError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+def _catalog(settings: PipelineSettings) -> Catalog:
     from bizagi_etl.connector import SchemaError
     from bizagi_etl.pipeline import Catalog
 
     try:
-        return Catalog.load(streams_file)
+        return Catalog.load(settings.streams_file)
     except SchemaError as exc:
         raise click.UsageError(str(exc)) from None
 

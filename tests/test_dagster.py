@@ -26,7 +26,7 @@ import pytest
 from bizagi_etl.connector.settings import BizagiSettings
 from bizagi_etl.emulator import EmulatorServer
 from dagster_project.definitions import defs
-from dagster_project.resources import BizagiResource, LakehouseResource
+from dagster_project.defs.resources import BizagiResource, LakehouseResource
 
 # The catalog's built-in streams (issue 4), entity_values standing for every parameter entity.
 DAILY = ["cases"]

@@ -26,6 +26,7 @@ from bizagi_etl.pipeline.lake import Lake
 from bizagi_etl.pipeline.schema import check_identifier
 from bizagi_etl.pipeline.streams import (
     DAILY,
+    FAMILY,
     SNAPSHOT,
     Catalog,
     Stream,
@@ -42,13 +43,36 @@ TS = pa.timestamp("us", tz="UTC")
 def test_catalog_has_the_builtin_streams():
     catalog = Catalog.load()
     names = [s.name for s in catalog.all()]
-    assert names == ["processes", "stakeholders", "entities", "cases", "inbox"]
+    assert names == ["processes", "stakeholders", "entities", "entity_values", "cases", "inbox"]
     assert catalog.custom == ()
-    for name in ("processes", "stakeholders", "entities", "inbox"):
+    for name in ("processes", "stakeholders", "entities", "entity_values", "inbox"):
         stream = catalog.get(name)
         assert stream.partitioning == SNAPSHOT, name
         assert stream.key == ("id",), name
         assert stream.cursor is None, name
+
+
+def test_parameter_entities_are_a_family_the_catalog_knows():
+    catalog = Catalog.load()
+    family = catalog.get("entity_values")
+    assert family.kind == FAMILY
+    assert family.tables == ()  # its tables are found, not declared
+    assert list(family.declared_tables()) == []
+    # a member is found through its family, by name, and owns only its own prefix
+    assert catalog.get("entity_country") is family
+    assert family.owns("entity_country")
+    assert not family.owns("cases")
+    present = ["cases", "entity_country", "entity_product", "inbox"]
+    assert family.tables_among(present) == [
+        ("entity_country", ("id",)),
+        ("entity_product", ("id",)),
+    ]
+    assert catalog.get("cases").tables_among(present) == [
+        ("cases", ("id",)),
+        ("case_parameters", ("case_id", "position")),
+    ]
+    with pytest.raises(SchemaError, match=r"entity_<name>"):
+        catalog.get("no_such_stream")
 
 
 def test_cases_are_daily_on_creation_date_fanned_out_with_parameters():

@@ -22,7 +22,7 @@ from bizagi_etl.connector.errors import (
     WarehouseError,
 )
 from bizagi_etl.connector.paging import Page, QueryStats, iter_pages, iter_rows
-from bizagi_etl.connector.settings import ENV_VARS, BizagiSettings, Secret
+from bizagi_etl.connector.settings import ENV_VARS, BizagiSettings, Secret, env_values
 
 __all__ = [
     "ENV_VARS",
@@ -45,6 +45,7 @@ __all__ = [
     "TransportError",
     "WarehouseError",
     "diagnose",
+    "env_values",
     "iter_pages",
     "iter_rows",
     "odata",

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -125,18 +127,29 @@ class BizagiSettings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> BizagiSettings:
         """Settings from ``BIZAGI_*`` variables; keyword overrides win."""
-        env = os.environ if environ is None else environ
-        values: dict[str, Any] = {}
-        types = {f.name: f.type for f in fields(cls)}
-        for name, var in ENV_VARS.items():
-            if name in overrides or var not in env or env[var] == "":
-                continue
-            values[name] = _parse(name, var, str(types[name]), env[var])
-        values.update(overrides)
+        values = {**env_values(cls, ENV_VARS, environ), **overrides}
         for name in ("base_url", "client_id", "client_secret"):
             if not values.get(name):
                 raise SettingsError(f"setting {name!r} is missing: set {ENV_VARS[name]}")
         return cls(**values)
+
+
+def env_values(
+    cls: type, env_vars: Mapping[str, str], environ: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """The values of a settings dataclass's variables that are set, parsed by field type.
+
+    One parser for every program (the CLI, scripts, the Dagster code location), so a setting
+    means the same everywhere and a bad value names its variable:
+    ``setting 'page_size' (BIZAGI_PAGE_SIZE): expected a whole number, got 'abc'``.
+    """
+    env = os.environ if environ is None else environ
+    types = {f.name: str(f.type) for f in fields(cls)}
+    return {
+        name: _parse(name, var, types[name], env[var])
+        for name, var in env_vars.items()
+        if env.get(var, "") != ""
+    }
 
 
 def _parse(name: str, var: str, type_name: str, raw: str) -> Any:
@@ -148,12 +161,28 @@ def _parse(name: str, var: str, type_name: str, raw: str) -> Any:
             return float(text)
         if type_name == "bool":
             return _boolean(text)
+        if "date" in type_name:
+            return _date(text)
         if "Path" in type_name:
             return Path(text)
     except ValueError:
-        kind = {"int": "a whole number", "float": "a number", "bool": "true or false"}[type_name]
+        kind = _EXPECTED[type_name.split(" ")[0].removeprefix("dt.")]
         raise SettingsError(f"setting {name!r} ({var}): expected {kind}, got {text!r}") from None
-    return Secret(raw) if name == "client_secret" else text
+    return Secret(raw) if "Secret" in type_name else text
+
+
+_EXPECTED = {
+    "int": "a whole number",
+    "float": "a number",
+    "bool": "true or false",
+    "date": "a date YYYY-MM-DD",
+}
+
+
+def _date(text: str) -> dt.date:
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+        raise ValueError(text)
+    return dt.date.fromisoformat(text)  # an impossible day (2024-02-30) is a ValueError too
 
 
 def _boolean(text: str) -> bool:

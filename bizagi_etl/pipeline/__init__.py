@@ -11,18 +11,21 @@ from bizagi_etl.lazy import lazy_exports
 _EXPORTS = {
     "bizagi_etl.pipeline.schema": ("Col", "check_identifier", "safe_name", "unique_names"),
     "bizagi_etl.pipeline.streams": (
-        "BUILTIN", "DAILY", "ENTITY_VALUES", "SNAPSHOT", "Catalog", "Child", "Stream",
-        "custom_streams", "entity_stream",
+        "BUILTIN", "BUILTIN_KIND", "CUSTOM", "DAILY", "ENTITY", "ENTITY_VALUES", "FAMILY",
+        "SNAPSHOT", "Catalog", "Child", "Stream", "custom_streams", "entity_stream",
     ),
     "bizagi_etl.pipeline.frames": ("combine", "empty_table", "to_table", "use_system_allocator"),
     "bizagi_etl.pipeline.lake": ("Lake", "PartitionWriter", "WrittenPartition", "extracted_at_of"),
-    "bizagi_etl.pipeline.warehouse": ("DEFAULT_MEMORY_LIMIT", "SCHEMA", "VIEWS", "Warehouse"),
+    "bizagi_etl.pipeline.warehouse": ("SCHEMA", "VIEWS", "Warehouse"),
     "bizagi_etl.pipeline.extract": (
         "ExtractResult", "Progress", "chunk_days_for", "count_at_source", "day_chunks",
         "extract_stream", "load_result", "midnight", "ordered_map", "resolve_streams",
     ),
     "bizagi_etl.pipeline.runner": ("RunReport", "refresh_views", "run"),
     "bizagi_etl.pipeline.dataframes": ("to_frame",),
+    "bizagi_etl.pipeline.settings": (
+        "DEFAULT_MEMORY_LIMIT", "PIPELINE_ENV_VARS", "PipelineSettings",
+    ),
 }  # fmt: skip
 __all__ = sorted(name for names in _EXPORTS.values() for name in names)
 __getattr__ = lazy_exports(__name__, {n: m for m, names in _EXPORTS.items() for n in names})
@@ -45,10 +48,19 @@ if TYPE_CHECKING:
     from bizagi_etl.pipeline.lake import Lake, PartitionWriter, WrittenPartition, extracted_at_of
     from bizagi_etl.pipeline.runner import RunReport, refresh_views, run
     from bizagi_etl.pipeline.schema import Col, check_identifier, safe_name, unique_names
+    from bizagi_etl.pipeline.settings import (
+        DEFAULT_MEMORY_LIMIT,
+        PIPELINE_ENV_VARS,
+        PipelineSettings,
+    )
     from bizagi_etl.pipeline.streams import (
         BUILTIN,
+        BUILTIN_KIND,
+        CUSTOM,
         DAILY,
+        ENTITY,
         ENTITY_VALUES,
+        FAMILY,
         SNAPSHOT,
         Catalog,
         Child,
@@ -56,4 +68,4 @@ if TYPE_CHECKING:
         custom_streams,
         entity_stream,
     )
-    from bizagi_etl.pipeline.warehouse import DEFAULT_MEMORY_LIMIT, SCHEMA, VIEWS, Warehouse
+    from bizagi_etl.pipeline.warehouse import SCHEMA, VIEWS, Warehouse

@@ -31,7 +31,7 @@ import pyarrow as pa
 from bizagi_etl.connector import BizagiClient, QueryStats, SchemaError, iter_pages, iter_rows, odata
 from bizagi_etl.pipeline.frames import combine, empty_table, to_table
 from bizagi_etl.pipeline.lake import Lake, WrittenPartition
-from bizagi_etl.pipeline.streams import DAILY, ENTITY_VALUES, Catalog, Stream, entity_stream
+from bizagi_etl.pipeline.streams import DAILY, FAMILY, Catalog, Stream
 
 if TYPE_CHECKING:  # loading is the warehouse's job: extracting never imports duckdb
     from bizagi_etl.pipeline.warehouse import Warehouse
@@ -81,20 +81,26 @@ class ExtractResult:
 
 
 def resolve_streams(client: BizagiClient, catalog: Catalog, names: list[str]) -> list[Stream]:
-    """Catalog streams by name; ``entity_values`` and ``entity_<name>`` are found in the API."""
+    """Catalog streams by name; a family (``entity_values``) or one of its members
+    (``entity_<name>``) is resolved into member streams listed by the API, once per family."""
     wanted: list[Stream] = []
-    entity_streams: list[Stream] | None = None
+    members: dict[str, list[Stream]] = {}
     for name in names:
-        if name == ENTITY_VALUES or name.startswith("entity_"):
-            if entity_streams is None:
-                entities = iter_rows(client, "odata/data/entities")
-                entity_streams = [entity_stream(e) for e in entities]
-            matches = [s for s in entity_streams if name in (ENTITY_VALUES, s.name)]
-            if not matches:
-                catalog.get(name)  # raises with the list of known names
-            wanted += matches
-        else:
-            wanted.append(catalog.get(name))
+        stream = catalog.get(name)
+        if stream.kind != FAMILY:
+            wanted.append(stream)
+            continue
+        if stream.name not in members:
+            assert stream.member is not None, f"family {stream.name} declares no member"
+            listed = iter_rows(client, stream.members_path)
+            members[stream.name] = [stream.member(record) for record in listed]
+        found = [m for m in members[stream.name] if name in (stream.name, m.name)]
+        if not found:
+            raise SchemaError(
+                f"unknown stream {name!r}: the API lists no such member of {stream.name} "
+                f"(members: {', '.join(m.name for m in members[stream.name]) or 'none'})"
+            )
+        wanted += found
     return wanted
 
 

@@ -16,7 +16,7 @@ from bizagi_etl.pipeline.extract import (
 )
 from bizagi_etl.pipeline.frames import empty_table
 from bizagi_etl.pipeline.lake import Lake
-from bizagi_etl.pipeline.streams import BUILTIN, SNAPSHOT, Catalog, Stream
+from bizagi_etl.pipeline.streams import BUILTIN, BUILTIN_KIND, SNAPSHOT, Catalog, Stream
 from bizagi_etl.pipeline.warehouse import Warehouse
 
 
@@ -50,20 +50,22 @@ def run(
         if warehouse is not None:
             report.loaded |= load_result(warehouse, result, extracted_at)
     if warehouse is not None:
-        report.views = refresh_views(warehouse, [*catalog.all(), *streams])
+        report.views = refresh_views(warehouse, catalog.all())
     return report
 
 
 def refresh_views(warehouse: Warehouse, streams: Sequence[Stream]) -> list[str]:
-    """Create the built-in tables if missing, apply sql/, add latest_* views for the rest."""
+    """Create the built-in tables if missing, apply sql/, and add an ``analytics.latest_*``
+    view for every table of the other snapshot streams (a family's members included)."""
     for stream in BUILTIN:
-        warehouse.ensure_table(stream.name, empty_table(stream.columns).schema)
-        for child in stream.children:
-            warehouse.ensure_table(child.name, empty_table(child.columns).schema)
+        for table, columns in stream.declared_tables():
+            warehouse.ensure_table(table, empty_table(columns).schema)
     views = warehouse.apply_sql()
-    builtin = {s.name for s in BUILTIN}
+    present = warehouse.tables()
     for stream in streams:
-        dynamic = stream.partitioning == SNAPSHOT and stream.name not in builtin
-        if dynamic and warehouse.columns(stream.name):
-            views.append(warehouse.create_latest_view(stream.name, stream.key))
+        if stream.kind == BUILTIN_KIND or stream.partitioning != SNAPSHOT:
+            continue  # the built-in snapshot tables have theirs in sql/
+        for table, key in stream.tables_among(present):
+            if table in present:
+                views.append(warehouse.create_latest_view(table, key))
     return views

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,10 @@ Record = dict[str, Any]
 
 SNAPSHOT = "snapshot"  # the whole set, partitioned by extraction day
 DAILY = "daily"  # one partition per day of the cursor
+
+# Stream.kind: declared here, one per parameter entity, the user's own, or a family that
+# stands for streams found at run time (one table each, named table_prefix + member name).
+BUILTIN_KIND, ENTITY, CUSTOM, FAMILY = "builtin", "entity", "custom", "family"
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +61,11 @@ class Stream:
     fan_out: bool = False  # run once per process (processes(id)/...), adding process_id
     children: tuple[Child, ...] = ()
     flatten: Callable[[Record], Record] | None = None  # record -> flat row, before columns
-    kind: str = "builtin"  # builtin, entity or custom
+    kind: str = BUILTIN_KIND  # BUILTIN_KIND, ENTITY, CUSTOM or FAMILY
+    # FAMILY only: where the members are listed, and a listed record -> its member stream
+    table_prefix: str = ""
+    members_path: str = ""
+    member: Callable[[Record], Stream] | None = None
 
     @property
     def partition_column(self) -> str:
@@ -69,7 +77,35 @@ class Stream:
 
     @property
     def tables(self) -> tuple[str, ...]:
+        """Declared tables; a family's are found at run time (``tables_among``)."""
+        if self.kind == FAMILY:
+            return ()
         return (self.name, *(c.name for c in self.children))
+
+    @property
+    def tables_label(self) -> str:
+        """The tables as a person reads them in the catalog."""
+        if self.kind == FAMILY:
+            return f"{self.table_prefix}<name>, one per member"
+        return ", ".join(self.tables)
+
+    def declared_tables(self) -> Iterator[tuple[str, tuple[Col, ...]]]:
+        """(table, declared columns) of the stream and its children; none for a family."""
+        if self.kind != FAMILY:
+            yield self.name, self.columns
+            for child in self.children:
+                yield child.name, child.columns
+
+    def tables_among(self, present: Iterable[str]) -> list[tuple[str, tuple[str, ...]]]:
+        """(table, key) of every table this stream fills; a family's members are found among
+        ``present`` (the tables of a lake or a warehouse)."""
+        if self.kind == FAMILY:
+            return [(t, self.key) for t in sorted(present) if self.owns(t)]
+        return [(self.name, self.key), *((c.name, c.key) for c in self.children)]
+
+    def owns(self, name: str) -> bool:
+        """Whether ``name`` is this stream or, for a family, one of its members."""
+        return name == self.name or (self.kind == FAMILY and name.startswith(self.table_prefix))
 
 
 _STRING = pa.string()
@@ -134,6 +170,55 @@ INBOX_WORKITEMS = Child(
     rows=_inbox_workitems,
 )  # fmt: skip
 
+ENTITY_VALUES = "entity_values"  # the family of every entity_<name> stream
+
+
+def entity_stream(entity: Record) -> Stream:
+    """The values of one parameter entity, parameters pivoted into typed columns."""
+    template = entity.get("template") or []
+    xpaths = [str(t["xpath"]) for t in template]
+    names = unique_names(["id", *xpaths, "disabled"])
+    columns = [Col(names[0], "id", pa.string())]
+    for name, t in zip(names[1:-1], template, strict=True):
+        columns.append(
+            Col(name, str(t["xpath"]), BIZAGI_TYPES.get(str(t.get("type")), pa.string()))
+        )
+    columns.append(Col(names[-1], "dsbl", pa.bool_()))
+    table = check_identifier("stream", f"entity_{unique_names([str(entity['name'])])[0]}")
+    return Stream(
+        name=table,
+        description=f"Values of the parameter entity {entity.get('displayName') or entity['name']}",
+        path=f"odata/data/entities({entity['id']})/values",
+        key=("id",),
+        partitioning=SNAPSHOT,
+        columns=tuple(columns),
+        flatten=_pivot_parameters,
+        kind=ENTITY,
+    )
+
+
+ENTITY_VALUES_STREAM = Stream(
+    name=ENTITY_VALUES,
+    description="Values of every parameter entity, one table entity_<name> each, typed from "
+    "the entity's template",
+    path="odata/data/entities(<id>)/values",
+    key=("id",),
+    partitioning=SNAPSHOT,
+    columns=(),
+    kind=FAMILY,
+    table_prefix="entity_",
+    members_path="odata/data/entities",
+    member=entity_stream,
+)
+
+
+def _pivot_parameters(record: Record) -> Record:
+    flat = {k: v for k, v in record.items() if k != "parameters"}
+    for p in record.get("parameters") or []:
+        flat[str(p.get("xpath"))] = p.get("value") if "value" in p else p.get("files")
+    return flat
+
+
 BUILTIN: tuple[Stream, ...] = (
     Stream(
         name="processes",
@@ -166,6 +251,7 @@ BUILTIN: tuple[Stream, ...] = (
         columns=(_c("id", "id"), _c("name", "name"), _c("display_name", "displayName"),
                  _c("type", "type"), _c("template", "template", json=True)),
     ),
+    ENTITY_VALUES_STREAM,
     Stream(
         name="cases",
         description="Cases of every process, by day of creation; parameters in case_parameters",
@@ -198,40 +284,6 @@ BUILTIN: tuple[Stream, ...] = (
         children=(INBOX_WORKITEMS,),
     ),
 )  # fmt: skip
-
-ENTITY_VALUES = "entity_values"  # stands for every entity_<name> stream, found at run time
-
-
-def entity_stream(entity: Record) -> Stream:
-    """The values of one parameter entity, parameters pivoted into typed columns."""
-    template = entity.get("template") or []
-    xpaths = [str(t["xpath"]) for t in template]
-    names = unique_names(["id", *xpaths, "disabled"])
-    columns = [Col(names[0], "id", pa.string())]
-    for name, t in zip(names[1:-1], template, strict=True):
-        columns.append(
-            Col(name, str(t["xpath"]), BIZAGI_TYPES.get(str(t.get("type")), pa.string()))
-        )
-    columns.append(Col(names[-1], "dsbl", pa.bool_()))
-    table = check_identifier("stream", f"entity_{unique_names([str(entity['name'])])[0]}")
-    return Stream(
-        name=table,
-        description=f"Values of the parameter entity {entity.get('displayName') or entity['name']}",
-        path=f"odata/data/entities({entity['id']})/values",
-        key=("id",),
-        partitioning=SNAPSHOT,
-        columns=tuple(columns),
-        flatten=_pivot_parameters,
-        kind="entity",
-    )
-
-
-def _pivot_parameters(record: Record) -> Record:
-    flat = {k: v for k, v in record.items() if k != "parameters"}
-    for p in record.get("parameters") or []:
-        flat[str(p.get("xpath"))] = p.get("value") if "value" in p else p.get("files")
-    return flat
-
 
 # -- custom streams ------------------------------------------------------------------------------
 
@@ -291,14 +343,14 @@ def _custom(entry: Any, where: str) -> Stream:
         partitioning=DAILY if cursor else SNAPSHOT,
         columns=columns,
         cursor=str(cursor) if cursor else None,
-        kind="custom",
+        kind=CUSTOM,
     )
 
 
 def _check_unique(streams: Iterable[Stream], where: str) -> None:
-    taken = {t for s in BUILTIN for t in s.tables} | {ENTITY_VALUES}
+    taken = {t for s in BUILTIN for t in (s.name, *s.tables)}
     for stream in streams:
-        if stream.name in taken or stream.name.startswith("entity_"):
+        if stream.name in taken or any(s.owns(stream.name) for s in BUILTIN):
             raise SchemaError(f"{where}: stream name {stream.name!r} is taken")
         taken.add(stream.name)
 
@@ -319,10 +371,12 @@ class Catalog:
         return self.streams + self.custom
 
     def get(self, name: str) -> Stream:
+        """The stream named ``name``, or the family one of whose members it names."""
         for stream in self.all():
-            if stream.name == name:
+            if stream.owns(name):
                 return stream
+        members = [f"{s.table_prefix}<name>" for s in self.all() if s.kind == FAMILY]
         raise SchemaError(
-            f"unknown stream {name!r}; known: {', '.join(s.name for s in self.all())}, "
-            f"{ENTITY_VALUES} (every parameter entity) or entity_<name>"
+            f"unknown stream {name!r}; known: {', '.join(s.name for s in self.all())}"
+            + "".join(f", {m}" for m in members)
         )

@@ -23,6 +23,7 @@ import pyarrow as pa
 
 from bizagi_etl.connector import SchemaError, SettingsError, WarehouseError
 from bizagi_etl.pipeline.schema import check_identifier
+from bizagi_etl.pipeline.settings import DEFAULT_MEMORY_LIMIT
 
 log = logging.getLogger(__name__)
 
@@ -44,10 +45,6 @@ _WIDER: dict[str, tuple[str, ...]] = {
 # The lake's folders look like hive partitions; their values are already in _partition.
 _READ_OPTIONS = "union_by_name = true, hive_partitioning = false"
 _DECIMAL = re.compile(r"^DECIMAL\((\d+),\s*(\d+)\)$")
-# DuckDB's buffer pool defaults to 80 % of the machine's memory, so a backfill's load grew with
-# its rows (+250 MB from 100k to 1M cases). At 128 MB it spills to disk instead and still loads
-# 2M rows/s (benchmarks/pipeline_bench.py); BIZAGI_DUCKDB_MEMORY_LIMIT changes it.
-DEFAULT_MEMORY_LIMIT = "128MB"
 
 
 def quote(identifier: str) -> str:

@@ -8,20 +8,14 @@
 """
 
 import datetime as dt
-from collections.abc import Iterator
 
 import dagster as dg
 
-from bizagi_etl.pipeline import (
-    DAILY,
-    ENTITY_VALUES,
-    Stream,
-    Warehouse,
-    count_at_source,
-    resolve_streams,
-)
-from dagster_project.factory import catalog, load_key, orchestrated_streams, tables_of
-from dagster_project.resources import BizagiResource, LakehouseResource
+from bizagi_etl.pipeline import Stream, Warehouse, count_at_source, resolve_streams
+from dagster_project.defs.resources import BizagiResource, LakehouseResource
+from dagster_project.translator import WAREHOUSE, asset_key, catalog, is_daily, streams
+
+__all__ = ["checks", "stream_checks"]
 
 WARN = dg.AssetCheckSeverity.WARN
 HISTORY_DAYS = 28
@@ -47,8 +41,8 @@ def _checked_partitions(
 
 
 def stream_checks(stream: Stream) -> list[dg.AssetChecksDefinition]:
-    asset = load_key(stream)
-    daily = stream.partitioning == DAILY
+    asset = asset_key(stream, WAREHOUSE)
+    daily = is_daily(stream)
 
     @dg.asset_check(asset=asset, name="rows_match_api", blocking=True, pool="duckdb",
                     description="Rows in the warehouse equal the API's reported total")  # fmt: skip
@@ -133,14 +127,8 @@ def stream_checks(stream: Stream) -> list[dg.AssetChecksDefinition]:
 
 def _keyed_tables(
     stream: Stream, lakehouse: LakehouseResource
-) -> Iterator[tuple[str, tuple[str, ...]]]:
-    if stream.name == ENTITY_VALUES:
-        for table in tables_of(stream, lakehouse.lake()):
-            yield table, ("id",)
-        return
-    yield stream.name, stream.key
-    for child in stream.children:
-        yield child.name, child.key
+) -> list[tuple[str, tuple[str, ...]]]:
+    return stream.tables_among(lakehouse.lake().tables())
 
 
 def _days(parts: list[str]) -> tuple[dt.date | None, dt.date | None]:
@@ -170,5 +158,8 @@ def _recent_schemas(instance: dg.DagsterInstance, asset: dg.AssetKey) -> list[di
     return schemas
 
 
-def all_checks() -> list[dg.AssetChecksDefinition]:
-    return [check for stream in orchestrated_streams() for check in stream_checks(stream)]
+@dg.definitions
+def checks() -> dg.Definitions:
+    return dg.Definitions(
+        asset_checks=[check for stream in streams() for check in stream_checks(stream)]
+    )

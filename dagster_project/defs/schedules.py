@@ -6,9 +6,17 @@ from typing import TYPE_CHECKING
 
 import dagster as dg
 
-from bizagi_etl.pipeline import DAILY
-from dagster_project.factory import DAILY_PARTITIONS, extract_key, load_key, orchestrated_streams
-from dagster_project.views import view_specs
+from dagster_project.defs.views import view_specs
+from dagster_project.translator import (
+    DAILY_PARTITIONS,
+    LAKE,
+    WAREHOUSE,
+    asset_key,
+    is_daily,
+    streams,
+)
+
+__all__ = ["daily_job", "schedules", "snapshot_job"]
 
 if TYPE_CHECKING:  # the job type define_asset_job returns is not exported by dagster
     from dagster._core.definitions.partitions.partitioned_schedule import (
@@ -20,8 +28,7 @@ if TYPE_CHECKING:  # the job type define_asset_job returns is not exported by da
 
 
 def daily_job() -> UnresolvedAssetJobDefinition:
-    keys = [k for s in orchestrated_streams() if s.partitioning == DAILY
-            for k in (extract_key(s), load_key(s))]  # fmt: skip
+    keys = [asset_key(s, layer) for s in streams() if is_daily(s) for layer in (LAKE, WAREHOUSE)]
     return dg.define_asset_job(
         "bizagi_daily",
         selection=dg.AssetSelection.assets(*keys),
@@ -31,8 +38,9 @@ def daily_job() -> UnresolvedAssetJobDefinition:
 
 
 def snapshot_job() -> UnresolvedAssetJobDefinition:
-    keys = [k for s in orchestrated_streams() if s.partitioning != DAILY
-            for k in (extract_key(s), load_key(s))]  # fmt: skip
+    keys = [
+        asset_key(s, layer) for s in streams() if not is_daily(s) for layer in (LAKE, WAREHOUSE)
+    ]
     views = [spec.key for spec in view_specs()]
     return dg.define_asset_job(
         "bizagi_snapshots",
@@ -59,3 +67,9 @@ def schedules(
         description="02:30 UTC: today's snapshots, then the views",
     )
     return [daily, snapshots]
+
+
+@dg.definitions
+def automation() -> dg.Definitions:
+    daily, snapshots = daily_job(), snapshot_job()
+    return dg.Definitions(jobs=[daily, snapshots], schedules=schedules(daily, snapshots))
