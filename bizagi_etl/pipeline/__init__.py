@@ -22,7 +22,9 @@ _EXPORTS = {
         "extract_stream", "load_result", "midnight", "ordered_map", "resolve_streams",
     ),
     "bizagi_etl.pipeline.runner": ("RunReport", "refresh_views", "run"),
-    "bizagi_etl.pipeline.dataframes": ("to_frame",),
+    "bizagi_etl.pipeline.dataframes": (
+        "page_frames", "partition_frames", "read_frame", "to_frame",
+    ),
     "bizagi_etl.pipeline.settings": (
         "DEFAULT_MEMORY_LIMIT", "PIPELINE_ENV_VARS", "PipelineSettings",
     ),
@@ -31,7 +33,12 @@ __all__ = sorted(name for names in _EXPORTS.values() for name in names)
 __getattr__ = lazy_exports(__name__, {n: m for m, names in _EXPORTS.items() for n in names})
 
 if TYPE_CHECKING:
-    from bizagi_etl.pipeline.dataframes import to_frame
+    from bizagi_etl.pipeline.dataframes import (
+        page_frames,
+        partition_frames,
+        read_frame,
+        to_frame,
+    )
     from bizagi_etl.pipeline.extract import (
         ExtractResult,
         Progress,

@@ -183,6 +183,14 @@ def _total(path: str, shared: tuple[BizagiClient, str | None]) -> int:
     return count
 
 
+def flat_record(stream: Stream, record: Record, process_id: str | None) -> Record:
+    """A record as the stream's row: flattened, and tagged with its process when fanned out."""
+    flat = stream.flatten(record) if stream.flatten else dict(record)
+    if process_id is not None:
+        flat["process_id"] = process_id
+    return flat
+
+
 def load_result(
     warehouse: Warehouse, result: ExtractResult, extracted_at: dt.datetime
 ) -> dict[str, int]:
@@ -297,10 +305,7 @@ class _Run:
             yield records
 
     def _flat(self, record: Record, process_id: str | None) -> Record:
-        flat = self.stream.flatten(record) if self.stream.flatten else dict(record)
-        if process_id is not None:
-            flat["process_id"] = process_id
-        return flat
+        return flat_record(self.stream, record, process_id)
 
     def _route(
         self, records: list[Record], lo: dt.datetime, hi: dt.datetime
