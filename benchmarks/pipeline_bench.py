@@ -41,11 +41,13 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _emulator(cases: int, latency: int) -> tuple[subprocess.Popen[bytes], str]:
+def _emulator(
+    cases: int, latency: int, page_cap: int = 1000
+) -> tuple[subprocess.Popen[bytes], str]:
     port = _free_port()
     command = [sys.executable, "-m", "bizagi_etl.cli", "emulator", "--port", str(port),
                "--cases", str(cases), "--start", START, "--end", END,
-               "--latency-ms", str(latency), "--page-cap", "1000"]  # fmt: skip
+               "--latency-ms", str(latency), "--page-cap", str(page_cap)]  # fmt: skip
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     for _ in range(600):

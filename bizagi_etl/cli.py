@@ -60,12 +60,17 @@ def check() -> None:
     lifetime = (
         "never expires" if report.token_lifetime is None else f"{report.token_lifetime:.0f} s"
     )
-    click.echo(f"Bizagi at {report.base_url}")
-    click.echo(f"  runs as      {report.user}")
+    click.echo(f"OData service at {report.base_url}/odata/data")
+    if report.user is not None:
+        click.echo(f"  runs as      {report.user}")
     click.echo(f"  token        lifetime {lifetime}")
-    click.echo(f"  round trip   {report.round_trip_ms:.0f} ms (userProfile)")
+    click.echo(f"  round trip   {report.round_trip_ms:.0f} ms (service document)")
+    shown = ", ".join(report.entity_sets) or "none listed"
+    click.echo(f"  offers       {len(report.entity_sets)}: {shown}")
     for path, state in report.resources.items():
         click.echo(f"  {state:11}  {path}")
+    for note in report.notes:
+        click.echo(f"  note         {note}")
     if not report.all_ok:
         click.echo("FAILED: some resources do not answer (see above)", err=True)
         raise SystemExit(1)

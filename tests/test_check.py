@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 from conftest import SMALL
 from starlette.applications import Starlette
-from starlette.responses import HTMLResponse
+from starlette.responses import HTMLResponse, JSONResponse
 from starlette.routing import Route
 
 from bizagi_etl.cli import main
@@ -133,3 +133,45 @@ def test_dns_failure_is_diagnosed_and_not_retried():
     assert caught.value.kind == "dns"
     assert sleeps == []
     assert diagnose(caught.value, settings).startswith("DNS: ")
+
+
+def test_a_service_without_a_user_profile_passes_with_a_note():
+    """Any OData v4 service: the token and the service document decide; a missing userProfile
+    or metadata service is a note, and the entity sets are listed for a streams file."""
+    emulator = build_app(Emulated(SMALL))
+
+    async def app(scope, receive, send):
+        path = scope.get("path", "")
+        if scope["type"] == "http" and (path.endswith("/userProfile")
+                                        or path.startswith("/odata/metadata")):  # fmt: skip
+            body = {"error": {"code": "NotFound", "message": "No such resource", "details": []}}
+            await JSONResponse(body, status_code=404)(scope, receive, send)
+            return
+        await emulator(scope, receive, send)
+
+    with AsgiServer(app) as server:
+        code, output = _check(server.base_url)
+    assert code == 0, output
+    assert "runs as" not in output
+    assert "note         no userProfile: not a Bizagi project" in output
+    assert "note         odata/metadata: no such service here" in output
+    assert "offers       7: processes, cases, casesWithWorkitems" in output
+    assert "ok           odata/data/processes" in output
+    assert output.rstrip().endswith("OK")
+
+
+def test_a_service_document_that_fails_fails_the_check():
+    emulator = build_app(Emulated(SMALL))
+
+    async def app(scope, receive, send):
+        if scope["type"] == "http" and scope["path"] == "/odata/data":
+            flat = {"code": "500", "type": "ODataException", "status": "Error", "message": "boom"}
+            await JSONResponse(flat, status_code=500)(scope, receive, send)
+            return
+        await emulator(scope, receive, send)
+
+    with AsgiServer(app) as server:
+        code, output = _check(server.base_url, BIZAGI_MAX_RETRIES="0")
+    assert code == 1
+    assert "FAILED: server error" in output
+    assert "[500] boom" in output

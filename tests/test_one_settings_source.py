@@ -44,6 +44,7 @@ def every_setting(tmp_path: Path) -> dict[str, str]:
         "BIZAGI_CA_BUNDLE": str(bundle),
         "BIZAGI_ALLOW_HTTP": "yes",
         "BIZAGI_MAX_CONCURRENCY": "7",
+        "BIZAGI_FILTER_ENCODING": "standard",
         "BIZAGI_LAKE": str(tmp_path / "my-lake"),
         "BIZAGI_WAREHOUSE": str(tmp_path / "my.duckdb"),
         "BIZAGI_DUCKDB_MEMORY_LIMIT": "64MB",

@@ -51,6 +51,7 @@ def test_from_env_reads_every_variable(tmp_path):
         "BIZAGI_CA_BUNDLE": str(bundle),
         "BIZAGI_ALLOW_HTTP": "no",
         "BIZAGI_MAX_CONCURRENCY": "8",
+        "BIZAGI_FILTER_ENCODING": "standard",
     }
     assert set(env) == set(ENV_VARS.values()), "every documented variable is exercised"
     s = BizagiSettings.from_env(env)
@@ -63,6 +64,12 @@ def test_from_env_reads_every_variable(tmp_path):
     assert s.verify_tls is False
     assert s.ca_bundle == bundle
     assert s.client_secret.reveal() == SECRET
+    assert s.filter_encoding == "standard"
+
+
+def test_page_size_is_automatic_unless_set_and_zero_lets_the_server_page():
+    assert BizagiSettings.from_env(ENV).page_size is None
+    assert BizagiSettings.from_env({**ENV, "BIZAGI_PAGE_SIZE": "0"}).page_size == 0
 
 
 def test_keyword_overrides_win_over_the_environment():
@@ -81,7 +88,9 @@ def test_missing_required_variable_is_named(missing):
     ("variable", "value", "named"),
     [
         ("BIZAGI_PAGE_SIZE", "lots", "page_size"),
-        ("BIZAGI_PAGE_SIZE", "0", "page_size"),
+        ("BIZAGI_PAGE_SIZE", "-1", "page_size"),
+        ("BIZAGI_PAGE_SIZE", "100001", "page_size"),
+        ("BIZAGI_FILTER_ENCODING", "twice", "filter_encoding"),
         ("BIZAGI_MAX_RETRIES", "-1", "max_retries"),
         ("BIZAGI_READ_TIMEOUT", "soon", "read_timeout"),
         ("BIZAGI_VERIFY_TLS", "maybe", "verify_tls"),

@@ -21,7 +21,7 @@ from bizagi_etl.connector.errors import (
     TransportError,
     WarehouseError,
 )
-from bizagi_etl.connector.paging import Page, QueryStats, iter_pages, iter_rows
+from bizagi_etl.connector.paging import Page, QueryStats, iter_pages, iter_rows, total_of
 from bizagi_etl.connector.settings import ENV_VARS, BizagiSettings, Secret, env_values
 
 __all__ = [
@@ -50,4 +50,5 @@ __all__ = [
     "iter_rows",
     "odata",
     "run_check",
+    "total_of",
 ]

@@ -19,7 +19,7 @@ from bizagi_etl.connector.errors import (
 )
 from bizagi_etl.connector.settings import BizagiSettings
 
-# What a connector reads, probed with $top=1.
+# What the Bizagi streams read, probed with $top=1 where the service lists them.
 PROBES = (
     "odata/data/processes",
     "odata/data/cases",
@@ -28,15 +28,19 @@ PROBES = (
     "odata/data/entities",
     "odata/metadata/processes",
 )
+SERVICE = "odata/data"  # the service whose document decides, with the token, pass or fail
+NO_PROFILE = "no userProfile: not a Bizagi project, or the user has no profile"
 
 
 @dataclass(slots=True)
 class CheckReport:
     base_url: str
-    user: str  # userName (fullName, domain)
+    user: str | None  # userName (fullName, domain); None: the service has no userProfile
     token_lifetime: float | None  # seconds; None = never expires
-    round_trip_ms: float  # userProfile, token already in hand
+    round_trip_ms: float  # the service document, token already in hand
+    entity_sets: list[str] = field(default_factory=list)  # what the service document lists
     resources: dict[str, str] = field(default_factory=dict)  # path -> "ok" or the failure
+    notes: list[str] = field(default_factory=list)  # what is missing but not wrong
 
     @property
     def all_ok(self) -> bool:
@@ -44,29 +48,68 @@ class CheckReport:
 
 
 def run_check(settings: BizagiSettings) -> CheckReport:
-    """Token, service root, userProfile, then each probe. Raises ``BizagiError`` on failure."""
+    """Token and service document (these decide: a failure raises ``BizagiError``), then who
+    we run as and each Bizagi resource the service offers. Works on any OData v4 service."""
     quick = dataclasses.replace(settings, max_retries=1, retry_budget=15.0)
     with BizagiClient(quick) as client:
-        client.get_json(client.url("odata/data"))
+        client.get_json(client.url(SERVICE))  # the token, and a first connection
         began = time.perf_counter()
-        profile = client.get_json(client.url("odata/data/userProfile"))
-        round_trip = (time.perf_counter() - began) * 1000
+        document = client.get_json(client.url(SERVICE))
         token = client.auth.token
         report = CheckReport(
             base_url=settings.base_url,
-            user=f"{profile.get('userName')} ({profile.get('fullName')}, {profile.get('domain')})",
+            user=None,
             token_lifetime=token.lifetime if token else None,
-            round_trip_ms=round_trip,
+            round_trip_ms=(time.perf_counter() - began) * 1000,
+            entity_sets=_entity_sets(document),
         )
+        report.user = _user(client, report)
+        offered = {SERVICE: set(report.entity_sets)}
         for path in PROBES:
-            try:
-                client.get_json(client.url(path, {"$top": 1}))
-                report.resources[path] = "ok"
-            except HTTPStatusError as exc:
-                report.resources[path] = f"HTTP {exc.status}"
-            except BizagiError as exc:
-                report.resources[path] = type(exc).__name__
+            root, name = path.rsplit("/", 1)
+            if root not in offered:
+                offered[root] = _offered(client, root, report)
+            if name in offered[root]:
+                report.resources[path] = _probe(client, path)
+            elif root == SERVICE or offered[root]:
+                report.notes.append(f"{path}: not offered by this service")
     return report
+
+
+def _entity_sets(document: dict[str, object]) -> list[str]:
+    """Names in a service document: entity sets and singletons (Bizagi lists bare names)."""
+    value = document.get("value")
+    items = value if isinstance(value, list) else []
+    return [str(i["name"]) for i in items if isinstance(i, dict) and i.get("name")
+            and i.get("kind", "EntitySet") in ("EntitySet", "Singleton")]  # fmt: skip
+
+
+def _user(client: BizagiClient, report: CheckReport) -> str | None:
+    try:
+        profile = client.get_json(client.url(f"{SERVICE}/userProfile"))
+    except (ClientError, AuthError):
+        report.notes.append(NO_PROFILE)
+        return None
+    return f"{profile.get('userName')} ({profile.get('fullName')}, {profile.get('domain')})"
+
+
+def _offered(client: BizagiClient, root: str, report: CheckReport) -> set[str]:
+    """What another service root (Bizagi's metadata service) lists; empty when it has none."""
+    try:
+        return set(_entity_sets(client.get_json(client.url(root))))
+    except (ClientError, ResponseError):
+        report.notes.append(f"{root}: no such service here (not a Bizagi project?)")
+        return set()
+
+
+def _probe(client: BizagiClient, path: str) -> str:
+    try:
+        client.get_json(client.url(path, {"$top": 1}))
+    except HTTPStatusError as exc:
+        return f"HTTP {exc.status}"
+    except BizagiError as exc:
+        return type(exc).__name__
+    return "ok"
 
 
 def diagnose(error: BaseException, settings: BizagiSettings | None = None) -> str:

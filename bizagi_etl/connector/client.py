@@ -21,7 +21,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 RETRY_STATUSES = {429, 502, 503, 504}
 THROTTLE_STATUSES = {429, 503}
 BACKOFF_BASE = 0.5  # seconds before the first retry, doubling each time
+_T = TypeVar("_T")
 
 
 @dataclass(slots=True)
@@ -94,11 +95,30 @@ class BizagiClient:
         if path.startswith(("http://", "https://")):
             raise ValueError("url() takes a path under the base URL, not an absolute URL")
         safe_path = quote(path.lstrip("/"), safe="/()=',:$@-")
-        query = f"?{query_string(options)}" if options else ""
+        query = f"?{query_string(options, self.settings.filter_encoding)}" if options else ""
         return f"{self.settings.base_url}/{safe_path}{query}"
 
     def get_json(self, url: str, stats: RequestStats | None = None) -> dict[str, Any]:
         """GET a JSON object, retrying what may succeed next time."""
+        return self._get(url, stats, _decode)
+
+    def get_bytes(self, url: str, accept: str, stats: RequestStats | None = None) -> bytes:
+        """GET a document that is not JSON (``$metadata``'s XML), with the same retries."""
+
+        def body(response: httpx.Response, url: str) -> bytes:
+            if response.status_code >= 300:
+                raise _status_error(response, url)
+            return response.content
+
+        return self._get(url, stats, body, headers={"Accept": accept})
+
+    def _get(
+        self,
+        url: str,
+        stats: RequestStats | None,
+        decode: Callable[[httpx.Response, str], _T],
+        headers: dict[str, str] | None = None,
+    ) -> _T:
         stats = stats if stats is not None else RequestStats()
         began = time.monotonic()
         attempt = 0
@@ -107,7 +127,7 @@ class BizagiClient:
                 self._wait_for_pause()
                 stats.requests += 1
                 try:
-                    return self._get_once(url, stats)
+                    return self._get_once(url, stats, decode, headers)
                 except (TransportError, ServerError, ResponseError) as error:
                     reason, wait = self._retry_plan(error, attempt, began)
                     if reason is None:
@@ -121,16 +141,22 @@ class BizagiClient:
         finally:
             stats.seconds += time.monotonic() - began
 
-    def _get_once(self, url: str, stats: RequestStats) -> dict[str, Any]:
+    def _get_once(
+        self,
+        url: str,
+        stats: RequestStats,
+        decode: Callable[[httpx.Response, str], _T],
+        headers: dict[str, str] | None,
+    ) -> _T:
         try:
-            response = self.http.get(url)
+            response = self.http.get(url, headers=headers)
         except httpx.TransportError as exc:
             raise _transport_error("GET", url, exc) from None
         stats.bytes += len(response.content)
         log.debug(
             "GET %s -> %d (%d B)", redact_url(url), response.status_code, len(response.content)
         )
-        return _decode(response, url)
+        return decode(response, url)
 
     def _retry_plan(
         self, error: BizagiError, attempt: int, began: float
@@ -234,7 +260,9 @@ def _status_error(response: httpx.Response, url: str) -> HTTPStatusError:
 
 
 def _odata_message(response: httpx.Response) -> str:
-    """Bizagi's flat error message, or a short masked excerpt of whatever came."""
+    """One masked line from the error body: Bizagi's flat ``{"code", "type", "status",
+    "message"}``, the OData standard's ``{"error": {"code", "message", "details"}}``, or a short
+    excerpt of whatever came."""
     if looks_like_html(response):
         return "an HTML page (a login page or proxy?)"
     try:
@@ -244,10 +272,19 @@ def _odata_message(response: httpx.Response) -> str:
     if isinstance(body, dict):
         inner = body.get("error")
         if isinstance(inner, dict):  # the OData standard's shape
-            return mask(str(inner.get("message", inner)))
-        if "message" in body:
-            return mask(str(body["message"]))
+            return _one_line(inner.get("code"), inner.get("message"), inner.get("details"))
+        if "message" in body:  # Bizagi's flat shape
+            return _one_line(body.get("code"), body.get("message"), None)
     return repr(body_excerpt(response))
+
+
+def _one_line(code: object, message: object, details: object) -> str:
+    text = f"[{code}] {message}" if code not in (None, "") else str(message)
+    if isinstance(details, list):
+        more = [str(d.get("message")) for d in details if isinstance(d, dict) and d.get("message")]
+        if more:
+            text += f" ({'; '.join(more[:3])})"
+    return mask(" ".join(text.split()))[:500]
 
 
 def _retry_after(response: httpx.Response) -> float | None:

@@ -4,6 +4,7 @@ Literals are typed (strings with quotes doubled, DateTimeOffset in UTC, GUIDs ba
 without exponents) and property names are checked, so a value can never change the shape of a
 filter. Bizagi decodes ``$filter`` twice (reference §3): ``+`` and ``%`` are encoded twice,
 everything else once, which a double-decoding server and a careful reader of logs both accept.
+Servers that decode once get the standard encoding (``filter_encoding="standard"``).
 """
 
 from __future__ import annotations
@@ -77,17 +78,21 @@ def window(name: str, start: dt.datetime, end: dt.datetime) -> str:
     return all_of(compare(name, "ge", start), compare(name, "lt", end))
 
 
-def encode_filter(text: str) -> str:
-    """Percent-encode a $filter for Bizagi, which decodes it twice."""
-    return quote(text.replace("%", "%25").replace("+", "%2B"), safe="'(),:/")
+def encode_filter(text: str, encoding: str = "bizagi") -> str:
+    """Percent-encode a $filter: for Bizagi, which decodes it twice (``+`` and ``%`` encoded
+    twice), or the standard way, decoded once (``%20`` for a space, never ``+``)."""
+    if encoding == "bizagi":
+        text = text.replace("%", "%25").replace("+", "%2B")
+    return quote(text, safe="'(),:/")
 
 
-def query_string(options: dict[str, str | int | bool]) -> str:
-    """A query string with OData options encoded, ``$`` kept readable."""
+def query_string(options: dict[str, str | int | bool], encoding: str = "bizagi") -> str:
+    """A query string with OData options encoded, ``$`` kept readable; ``encoding`` is how
+    ``$filter`` is encoded (see ``encode_filter``)."""
     parts = []
     for name, value in options.items():
         if name == "$filter":
-            text = encode_filter(str(value))
+            text = encode_filter(str(value), encoding)
         elif isinstance(value, bool):
             text = "true" if value else "false"
         else:

@@ -62,7 +62,9 @@ ENV_VARS = {
     "ca_bundle": "BIZAGI_CA_BUNDLE",
     "allow_http": "BIZAGI_ALLOW_HTTP",
     "max_concurrency": "BIZAGI_MAX_CONCURRENCY",
+    "filter_encoding": "BIZAGI_FILTER_ENCODING",
 }
+FILTER_ENCODINGS = ("bizagi", "standard")
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +81,9 @@ class BizagiSettings:
     token_url: str = ""  # default: {base_url}/oauth2/server/token
     scope: str = "api"
     auth_method: str = "client_secret_basic"  # or client_secret_post, or bearer_token
-    page_size: int = 100  # $top of each page; the reference advises <= 100 for Bizagi
+    # $top of each page: None = automatic (AUTO_PAGE_SIZE, halved while pages answer slowly),
+    # 0 = send no $top and let the server page (follow its next links)
+    page_size: int | None = None
     max_pages: int = 100_000  # ceiling of pages for one query: no query runs forever
     connect_timeout: float = 10.0  # seconds
     read_timeout: float = 60.0  # seconds
@@ -90,6 +94,9 @@ class BizagiSettings:
     ca_bundle: Path | None = None  # PEM file of CAs to trust instead of the system's
     allow_http: bool = False  # plain http:// to a non-loopback host
     max_concurrency: int = 4  # parallel requests one extraction may have in flight
+    # "bizagi": $filter encoded for Bizagi's double decoding ("+" sent as %252B);
+    # "standard": encoded once, as OData servers that decode once expect (%20, never "+")
+    filter_encoding: str = "bizagi"
 
     def __post_init__(self) -> None:
         if isinstance(self.client_secret, str):
@@ -107,7 +114,11 @@ class BizagiSettings:
         _require(self.auth_method in AUTH_METHODS, "auth_method", " or ".join(AUTH_METHODS),
                  self.auth_method)  # fmt: skip
         _require(bool(self.scope.strip()), "scope", "a scope such as 'api'", "empty")
-        _require(1 <= self.page_size <= 100_000, "page_size", "1 to 100000", self.page_size)
+        size_ok = self.page_size is None or 0 <= self.page_size <= 100_000
+        _require(size_ok, "page_size", "0 (the server pages) to 100000, or unset (automatic)",
+                 self.page_size)  # fmt: skip
+        _require(self.filter_encoding in FILTER_ENCODINGS, "filter_encoding",
+                 " or ".join(FILTER_ENCODINGS), self.filter_encoding)  # fmt: skip
         _require(self.max_pages >= 1, "max_pages", "at least 1", self.max_pages)
         _require(self.connect_timeout > 0, "connect_timeout", "seconds > 0", self.connect_timeout)
         _require(self.read_timeout > 0, "read_timeout", "seconds > 0", self.read_timeout)
@@ -154,19 +165,20 @@ def env_values(
 
 def _parse(name: str, var: str, type_name: str, raw: str) -> Any:
     text = raw.strip()
+    base = type_name.split(" | ")[0].removeprefix("dt.")  # "int | None" reads as an int
     try:
-        if type_name == "int":
+        if base == "int":
             return int(text)
-        if type_name == "float":
+        if base == "float":
             return float(text)
-        if type_name == "bool":
+        if base == "bool":
             return _boolean(text)
-        if "date" in type_name:
+        if base == "date":
             return _date(text)
-        if "Path" in type_name:
+        if base == "Path":
             return Path(text)
     except ValueError:
-        kind = _EXPECTED[type_name.split(" ")[0].removeprefix("dt.")]
+        kind = _EXPECTED[base]
         raise SettingsError(f"setting {name!r} ({var}): expected {kind}, got {text!r}") from None
     return Secret(raw) if "Secret" in type_name else text
 

@@ -28,7 +28,15 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 import pyarrow as pa
 
-from bizagi_etl.connector import BizagiClient, QueryStats, SchemaError, iter_pages, iter_rows, odata
+from bizagi_etl.connector import (
+    BizagiClient,
+    QueryStats,
+    SchemaError,
+    iter_pages,
+    iter_rows,
+    odata,
+    total_of,
+)
 from bizagi_etl.pipeline.frames import combine, empty_table, to_table
 from bizagi_etl.pipeline.lake import Lake, WrittenPartition
 from bizagi_etl.pipeline.streams import DAILY, FAMILY, Catalog, Stream
@@ -42,6 +50,10 @@ Progress = Callable[[str, int, int], None]  # (stream, rows so far, pages so far
 Record = dict[str, Any]
 MAX_CHUNK_DAYS = 31  # days per query at most: a sparse history needs few requests
 ROWS_PER_CHUNK = 5_000  # rows a chunk of days should hold: what memory holds at once
+# Without a total from the server, the density of a window is unknown: a week a query keeps
+# memory bounded for any history up to ~700 rows a day per chunk target (and far beyond with
+# the lake writing per day), at a cost of one query per week per process.
+UNKNOWN_TOTAL_CHUNK_DAYS = 7
 WRITE_THREADS = 2  # partitions written at once while the next chunk is fetched
 _T = TypeVar("_T")
 _R = TypeVar("_R")
@@ -133,12 +145,15 @@ def extract_stream(
     return run.result
 
 
-def chunk_days_for(total: int, start: dt.date, end: dt.date) -> int:
+def chunk_days_for(total: int | None, start: dt.date, end: dt.date) -> int:
     """Days per chunk so that a chunk holds about ROWS_PER_CHUNK rows, from the API's total.
 
     Memory holds one chunk, so it follows this constant, not the window; a dense history is
-    cut finer (more, smaller queries, which concurrency overlaps), a sparse one coarser.
+    cut finer (more, smaller queries, which concurrency overlaps), a sparse one coarser. A
+    server that reports no total gets UNKNOWN_TOTAL_CHUNK_DAYS.
     """
+    if total is None:
+        return UNKNOWN_TOTAL_CHUNK_DAYS
     per_day = total / max(1, (end - start).days)
     if per_day <= 0:
         return MAX_CHUNK_DAYS
@@ -157,8 +172,9 @@ def stream_paths(client: BizagiClient, stream: Stream) -> Iterator[tuple[str, st
 
 def count_at_source(
     client: BizagiClient, stream: Stream, start: dt.date | None = None, end: dt.date | None = None
-) -> int:
-    """What the API reports as the total of a stream (over [start, end) for daily streams).
+) -> int | None:
+    """What the API reports as the total of a stream (over [start, end) for daily streams), or
+    None when the server gives no total (for any of the processes).
 
     One request per process, sent ``max_concurrency`` at a time: on a slow server a project
     with many processes would otherwise wait for them one by one before extracting anything.
@@ -168,18 +184,20 @@ def count_at_source(
         window = odata.window(stream.cursor, midnight(start), midnight(end))
     paths = [path for path, _ in stream_paths(client, stream)]
     workers = client.settings.max_concurrency
-    return sum(count for _, count in ordered_map(workers, _total, paths, (client, window)))
+    counts = [count for _, count in ordered_map(workers, _total, paths, (client, window))]
+    return None if None in counts else sum(c for c in counts if c is not None)
 
 
-def _total(path: str, shared: tuple[BizagiClient, str | None]) -> int:
+def _total(path: str, shared: tuple[BizagiClient, str | None]) -> int | None:
+    """The total of one query, asked the standard way: one row and ``$count=true``."""
     client, window = shared
-    options: dict[str, Any] = {"$top": 1, "$skip": 0}
+    options: dict[str, Any] = {"$top": 1, "$skip": 0, "$count": True}
     if window:
         options["$filter"] = window
     body = client.get_json(client.url(path, options))
-    count = body.get("@odata.totalCount", body.get("@odata.count"))
-    if not isinstance(count, int):
-        raise SchemaError(f"{path}: the API reports no total (@odata.totalCount)")
+    count = total_of(body)
+    if count is None:
+        log.info("%s: the server reports no total", path)
     return count
 
 

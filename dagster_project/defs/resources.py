@@ -47,7 +47,11 @@ class BizagiResource(dg.ConfigurableResource):
                            description="Default: {base_url}/oauth2/server/token")  # fmt: skip
     scope: str = _BIZAGI["scope"]
     auth_method: str = _BIZAGI["auth_method"]
-    page_size: int = _BIZAGI["page_size"]
+    page_size: int | None = Field(
+        default=_BIZAGI["page_size"],
+        description="$top per page; unset: automatic (1000, halved while pages are slow); "
+        "0: the server pages",
+    )
     max_pages: int = _BIZAGI["max_pages"]
     max_concurrency: int = _BIZAGI["max_concurrency"]
     connect_timeout: float = _BIZAGI["connect_timeout"]
@@ -58,6 +62,10 @@ class BizagiResource(dg.ConfigurableResource):
     verify_tls: bool = _BIZAGI["verify_tls"]
     ca_bundle: str | None = None
     allow_http: bool = _BIZAGI["allow_http"]
+    filter_encoding: str = Field(
+        default=_BIZAGI["filter_encoding"],
+        description="'bizagi' ($filter decoded twice) or 'standard' (decoded once)",
+    )
 
     _client: BizagiClient | None = PrivateAttr(default=None)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
