@@ -21,6 +21,15 @@ from bizagi_etl.connector.errors import (
     TransportError,
     WarehouseError,
 )
+from bizagi_etl.connector.metadata import (
+    EntityType,
+    Property,
+    ServiceMetadata,
+    entity_type_at,
+    fetch_metadata,
+    parse_csdl,
+    service_root,
+)
 from bizagi_etl.connector.paging import Page, QueryStats, iter_pages, iter_rows, total_of
 from bizagi_etl.connector.settings import ENV_VARS, BizagiSettings, Secret, env_values
 
@@ -32,23 +41,30 @@ __all__ = [
     "BizagiSettings",
     "CheckReport",
     "ClientError",
+    "EntityType",
     "HTTPStatusError",
     "Page",
     "PagingError",
+    "Property",
     "QueryStats",
     "RequestStats",
     "ResponseError",
     "SchemaError",
     "Secret",
     "ServerError",
+    "ServiceMetadata",
     "SettingsError",
     "TransportError",
     "WarehouseError",
     "diagnose",
+    "entity_type_at",
     "env_values",
+    "fetch_metadata",
     "iter_pages",
     "iter_rows",
     "odata",
+    "parse_csdl",
     "run_check",
+    "service_root",
     "total_of",
 ]

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-from bizagi_etl.connector import SchemaError
+from bizagi_etl.connector import Property, SchemaError
 
 TIMESTAMP = pa.timestamp("us", tz="UTC")
 MONEY = pa.decimal128(19, 4)  # SQL Server's money
@@ -93,3 +93,69 @@ def arrow_type(type_name: str, where: str) -> pa.DataType:
         raise SchemaError(
             f"{where}: unknown column type {type_name!r}; expected one of {', '.join(TYPE_NAMES)}"
         ) from None
+
+
+# OData's primitive types (CSDL §4.4) -> Arrow, for properties a service's $metadata declares.
+# Duration, TimeOfDay and Binary stay text as served (ISO 8601 duration, hh:mm:ss, base64).
+EDM_TYPES: dict[str, pa.DataType] = {
+    "Edm.DateTimeOffset": TIMESTAMP, "Edm.Date": pa.date32(),
+    "Edm.Int64": pa.int64(), "Edm.Int32": pa.int32(), "Edm.Int16": pa.int16(),
+    "Edm.Byte": pa.uint8(), "Edm.SByte": pa.int8(),
+    "Edm.Double": pa.float64(), "Edm.Single": pa.float32(), "Edm.Boolean": pa.bool_(),
+    "Edm.String": pa.string(), "Edm.Guid": pa.string(), "Edm.Duration": pa.string(),
+    "Edm.TimeOfDay": pa.string(), "Edm.Binary": pa.string(),
+    "Edm.Time": pa.string(),  # CSDL 1-3's duration
+}  # fmt: skip
+_DECIMAL_INTEGER_DIGITS = DECIMAL.precision - DECIMAL.scale
+
+
+def edm_arrow_type(prop: Property) -> pa.DataType | None:
+    """The Arrow type of a declared property, or ``None``: keep today's typing.
+
+    ``None`` for a nested value (``prop.nested``: a collection, a complex or entity type), which
+    callers keep as JSON text (``Col(json=True)``), and for what has no faithful column type
+    (``Edm.Untyped``, ``Edm.Stream``, geography and geometry, CSDL 1-3's ``Edm.DateTime``, a type
+    the document does not declare), which callers type as before. An enumeration is its
+    member names: text.
+
+    ``Edm.Decimal`` (values must never be rounded, a narrower type would reject them):
+
+    - Precision p and Scale s: ``decimal(p, s)``; decimal256 beyond 38 digits, ``None`` beyond
+      76 (Arrow's limit). Without Precision (arbitrary): ``decimal(38, s)``.
+    - Scale absent: CSDL says 0, yet services omit it while serving fractions, so ``DECIMAL``
+      (38, 12) as for Bizagi's own Decimal, or ``decimal(p, 0)`` when p needs more integer
+      digits than ``DECIMAL`` has.
+    - Scale ``variable`` (up to p of the p digits may follow the point): ``decimal(2p, p)``
+      holds every such value exactly; without Precision, ``DECIMAL``.
+    - Scale ``floating`` (CSDL 4.01's decimal floating point): no fixed-point type holds its
+      exponent range, so ``float64``, which is what the values would be read as anyway.
+    """
+    if prop.nested:
+        return None
+    if prop.kind == "enum":
+        return pa.string()
+    if prop.type == "Edm.Decimal":
+        return _decimal_type(prop.precision, prop.scale)
+    return EDM_TYPES.get(prop.type) if prop.kind == "primitive" else None
+
+
+def _decimal_type(precision: int | None, scale: int | str | None) -> pa.DataType | None:
+    if scale == "floating":
+        return pa.float64()
+    if scale is None or scale == "variable":
+        if precision is None:
+            return DECIMAL
+        if scale == "variable":
+            return _decimal(2 * precision, precision)
+        return DECIMAL if precision <= _DECIMAL_INTEGER_DIGITS else _decimal(precision, 0)
+    if not isinstance(scale, int):
+        return None
+    return _decimal(max(precision if precision is not None else 38, scale, 1), scale)
+
+
+def _decimal(precision: int, scale: int) -> pa.DataType | None:
+    if precision <= 38:
+        return pa.decimal128(max(precision, 1), scale)
+    if precision <= 76:
+        return pa.decimal256(precision, scale)
+    return None
