@@ -1,5 +1,6 @@
 """Entry point of the code location: everything under ``dagster_project/defs``."""
 
+import importlib
 from pathlib import Path
 
 import dagster as dg
@@ -11,4 +12,9 @@ use_system_allocator()  # before any asset allocates: Arrow's pool is the proces
 
 @dg.definitions
 def defs() -> dg.Definitions:
-    return dg.load_from_defs_folder(path_within_project=Path(__file__).parent)
+    # From the module itself, not from [tool.dg] in pyproject.toml (which load_from_defs_folder
+    # looks for above this file): an installed wheel has no pyproject.toml.
+    return dg.ComponentTree.from_module(
+        defs_module=importlib.import_module("dagster_project.defs"),
+        project_root=Path(__file__).parent.parent,
+    ).build_defs()
