@@ -6,10 +6,29 @@ in chunks of days (sized from the API's total), replacing each day's partition. 
 streams are unpartitioned assets; each materialization writes that day's snapshot partition in
 the lake and the warehouse keeps every snapshot (``analytics.latest_<table>`` gives the newest
 row per key). Keys, groups, kinds and descriptions come from ``dagster_project.translator``.
+
+Metadata tells each partition its own truth. A range run still records one materialization per
+day (Dagster makes one event per partition of the run from the asset's single output); the
+numbers of each day are attached to that day's event with
+``context.add_asset_metadata(..., partition_key=day)``, which Dagster merges over the metadata
+returned in the ``MaterializeResult`` (``_get_output_asset_events`` in
+``dagster/_core/execution/plan/execute_step.py``). What is the same for every day of the run
+is returned once: run totals as ``bizagi/run_*`` (window, rows, requests, pages, retries...).
+
+- ``dagster/partition_row_count``: rows of the day (the lake partition written, or the
+  warehouse table's rows for that day after the load);
+- ``dagster/row_count``: rows the asset holds now: a daily lake table's every day (from the
+  Parquet footers), a lake snapshot's rows, the warehouse table's every row;
+- ``bizagi/tables``: every table the asset fills, each with ``rows``, ``partition_rows`` (of
+  the day, or of the snapshot loaded) and, in the warehouse, its ``columns`` (name -> type);
+- ``dagster/table_name`` and ``dagster/column_schema``: the stream's main table. A family
+  (``entity_values``) has no main table: it gives neither, its ``dagster/row_count`` and
+  ``dagster/partition_row_count`` are sums over its member tables, listed in ``bizagi/tables``.
 """
 
 import datetime as dt
-from collections.abc import Sequence
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +40,7 @@ from bizagi_etl.pipeline import (
     Lake,
     Stream,
     Warehouse,
+    WrittenPartition,
     extract_stream,
     extracted_at_of,
     resolve_streams,
@@ -36,13 +56,30 @@ from dagster_project.translator import (
     streams,
 )
 
-__all__ = ["assets", "partitions_to_load", "stream_assets", "tables_of", "window"]
+__all__ = [
+    "assets",
+    "column_schema",
+    "partitions_to_load",
+    "span",
+    "stream_assets",
+    "tables_of",
+    "window",
+]
 
 
 def window(context: dg.AssetExecutionContext) -> tuple[dt.date, dt.date]:
     """The run's days as a half-open window (a single partition or a whole backfill range)."""
     time_window = context.partition_time_window
     return time_window.start.date(), time_window.end.date()
+
+
+def span(start: dt.date, end: dt.date) -> str:
+    """A half-open window as logs and metadata show it: ``[2025-03-15, 2025-03-17)``."""
+    return f"[{start.isoformat()}, {end.isoformat()})"
+
+
+def column_schema(columns: Mapping[str, str]) -> dg.TableSchema:
+    return dg.TableSchema(columns=[dg.TableColumn(name=n, type=t) for n, t in columns.items()])
 
 
 def stream_assets(stream: Stream) -> list[dg.AssetsDefinition]:
@@ -53,17 +90,22 @@ def stream_assets(stream: Stream) -> list[dg.AssetsDefinition]:
         context: dg.AssetExecutionContext, bizagi: BizagiResource, lakehouse: LakehouseResource
     ) -> dg.MaterializeResult:
         start, end = window(context) if daily else (None, None)
+        what = span(start, end) if start and end else "(snapshot)"
         client = bizagi.client()
         lake = lakehouse.lake()
         results = []
         for target in resolve_streams(client, catalog(), [stream.name]):
-            context.log.info(f"extracting {target.name} {start or ''}..{end or ''}")
+            context.log.info(f"extracting {target.name} {what}")
             results.append(
                 extract_stream(
                     client, target, lake, start=start, end=end, progress=_logger(context)
                 )
             )
-        return dg.MaterializeResult(metadata=_extract_metadata(results, lake))
+        report = _LakeReport(stream, results, lake, daily)
+        if daily:
+            for day in context.partition_keys:
+                context.add_asset_metadata(report.partition(day), partition_key=day)
+        return dg.MaterializeResult(metadata=report.run(start, end))
 
     @dg.asset(**asset_args(stream, WAREHOUSE), pool="duckdb", freshness_policy=FRESHNESS)
     def load(
@@ -71,6 +113,7 @@ def stream_assets(stream: Stream) -> list[dg.AssetsDefinition]:
     ) -> dg.MaterializeResult:
         lake = lakehouse.lake()
         days = window(context) if daily else None
+        context.log.info(f"loading {stream.name} {span(*days) if days else '(newest snapshot)'}")
         loaded: dict[str, int] = {}
         with lakehouse.warehouse() as warehouse:
             for table in tables_of(stream, lake):
@@ -80,7 +123,11 @@ def stream_assets(stream: Stream) -> list[dg.AssetsDefinition]:
                     continue
                 at = extracted_at_of(parts[0][1][0]) or dt.datetime.now(dt.UTC)
                 loaded[table] = warehouse.load_partitions(table, parts, at)
-            return dg.MaterializeResult(metadata=_load_metadata(stream, warehouse, loaded, lake))
+            report = _WarehouseReport.of(stream, warehouse, loaded)
+        if daily:
+            for day in context.partition_keys:
+                context.add_asset_metadata(report.partition(day), partition_key=day)
+        return dg.MaterializeResult(metadata=report.run(days, lake))
 
     return [extract, load]
 
@@ -114,39 +161,122 @@ def _logger(context: dg.AssetExecutionContext):  # type: ignore[no-untyped-def]
     return progress
 
 
-def _extract_metadata(results: list[ExtractResult], lake: Lake) -> dict[str, Any]:
-    totals = [r.server_total for r in results]
-    tables = sorted({p.table for r in results for p in r.partitions})
-    return {
-        "dagster/row_count": sum(r.rows(r.stream) for r in results),
-        "bizagi/tables": {t: sum(r.rows(t) for r in results) for t in tables},
-        "bizagi/partitions": sum(len(r.partitions) for r in results),
-        "bizagi/pages": sum(r.pages for r in results),
-        "bizagi/requests": sum(r.requests for r in results),
-        "bizagi/retries": sum(r.retries for r in results),
-        "bizagi/token_refreshes": sum(r.token_refreshes for r in results),
-        "bizagi/api_total": None if None in totals else sum(t or 0 for t in totals),
-        "bizagi/outside_window": sum(r.outside_window for r in results),
-        "bizagi/lake_path": dg.MetadataValue.path(str(lake.root)),
-    }
+def _main(stream: Stream) -> str | None:
+    """The table named like the stream; a family has none."""
+    return stream.name if stream.tables else None
 
 
-def _load_metadata(
-    stream: Stream, warehouse: Warehouse, loaded: dict[str, int], lake: Lake
-) -> dict[str, Any]:
-    main = stream.name if stream.tables else next(iter(sorted(loaded)), "")
-    columns = warehouse.columns(main) if main else {}
-    return {
-        "dagster/table_name": f"{SCHEMA}.{main}" if main else "",
-        "dagster/row_count": warehouse.count(main) if main else 0,
-        "dagster/partition_row_count": loaded.get(main, 0),
-        "dagster/column_schema": dg.TableSchema(
-            columns=[dg.TableColumn(name=n, type=t) for n, t in columns.items()]
-        ),
-        "bizagi/tables": {t: warehouse.count(t) for t in sorted(loaded)},
-        "bizagi/loaded_rows": loaded,
-        "bizagi/lake_path": dg.MetadataValue.path(str(lake.root)),
-    }
+def _of_main(main: str | None, rows: Mapping[str, int]) -> int:
+    """Rows of the main table, or, for a family, of all its tables."""
+    return rows.get(main, 0) if main else sum(rows.values())
+
+
+class _LakeReport:
+    """What an extraction wrote: per day (or snapshot) and table, and the run's totals."""
+
+    def __init__(self, stream: Stream, results: list[ExtractResult], lake: Lake, daily: bool):
+        self.results, self.lake = results, lake
+        self.main = _main(stream)
+        self.written: dict[str, dict[str, WrittenPartition]] = defaultdict(dict)
+        for result in results:
+            for p in result.partitions:
+                self.written[p.value][p.table] = p
+        self.tables = sorted({p.table for r in results for p in r.partitions})
+        self.run_rows = {t: sum(r.rows(t) for r in results) for t in self.tables}
+        # a daily table holds every day in the lake; a snapshot is what this run wrote
+        self.rows = {t: lake.rows(t) for t in self.tables} if daily else dict(self.run_rows)
+
+    def partition(self, day: str) -> dict[str, Any]:
+        parts = self.written.get(day, {})
+        day_rows = {t: parts[t].rows if t in parts else 0 for t in self.tables}
+        metadata: dict[str, Any] = {
+            "dagster/partition_row_count": _of_main(self.main, day_rows),
+            "bizagi/tables": {
+                t: {"rows": self.rows[t], "partition_rows": day_rows[t]} for t in self.tables
+            },
+        }
+        where = parts.get(self.main or "") or next(iter(parts.values()), None)
+        if where is not None:
+            metadata["bizagi/partition_path"] = dg.MetadataValue.path(str(where.path))
+        return metadata
+
+    def run(self, start: dt.date | None, end: dt.date | None) -> dict[str, Any]:
+        results = self.results
+        totals = [r.server_total for r in results]
+        metadata: dict[str, Any] = {"dagster/row_count": _of_main(self.main, self.rows)}
+        if start and end:
+            metadata["bizagi/run_window"] = span(start, end)
+        else:
+            metadata["bizagi/tables"] = {
+                t: {"rows": self.rows[t], "partition_rows": self.run_rows[t]} for t in self.tables
+            }
+        return metadata | {
+            "bizagi/run_rows": _of_main(self.main, self.run_rows),
+            "bizagi/run_tables": self.run_rows,
+            "bizagi/run_partitions": sum(len(r.partitions) for r in results),
+            "bizagi/run_pages": sum(r.pages for r in results),
+            "bizagi/run_requests": sum(r.requests for r in results),
+            "bizagi/run_retries": sum(r.retries for r in results),
+            "bizagi/run_token_refreshes": sum(r.token_refreshes for r in results),
+            "bizagi/run_api_total": None if None in totals else sum(t or 0 for t in totals),
+            "bizagi/run_outside_window": sum(r.outside_window for r in results),
+            "bizagi/run_seconds": round(sum(r.seconds for r in results), 3),
+            "bizagi/lake_path": dg.MetadataValue.path(str(self.lake.root)),
+        }
+
+
+class _WarehouseReport:
+    """The stream's tables in the warehouse after a load: rows per partition, and columns."""
+
+    def __init__(
+        self,
+        stream: Stream,
+        counts: dict[str, dict[str, int]],
+        columns: dict[str, dict[str, str]],
+        loaded: dict[str, int],
+    ) -> None:
+        self.main = _main(stream)
+        self.counts, self.columns, self.loaded = counts, columns, loaded
+        self.rows = {t: sum(c.values()) for t, c in counts.items()}
+
+    @classmethod
+    def of(cls, stream: Stream, warehouse: Warehouse, loaded: dict[str, int]) -> "_WarehouseReport":
+        present = set(warehouse.tables())
+        tables = [t for t, _ in stream.tables_among(present) if t in present]
+        counts = {t: warehouse.partition_counts(t) for t in tables}
+        columns = {t: warehouse.columns(t) for t in tables}
+        return cls(stream, counts, columns, loaded)
+
+    def _tables(self, partition_rows: Mapping[str, int]) -> dict[str, Any]:
+        return {
+            f"{SCHEMA}.{t}": {
+                "rows": self.rows[t],
+                "partition_rows": partition_rows.get(t, 0),
+                "columns": self.columns[t],
+            }
+            for t in self.counts
+        }
+
+    def partition(self, day: str) -> dict[str, Any]:
+        day_rows = {t: c.get(day, 0) for t, c in self.counts.items()}
+        return {
+            "dagster/partition_row_count": _of_main(self.main, day_rows),
+            "bizagi/tables": self._tables(day_rows),
+        }
+
+    def run(self, days: tuple[dt.date, dt.date] | None, lake: Lake) -> dict[str, Any]:
+        metadata: dict[str, Any] = {"dagster/row_count": _of_main(self.main, self.rows)}
+        if self.main:
+            metadata["dagster/table_name"] = f"{SCHEMA}.{self.main}"
+            metadata["dagster/column_schema"] = column_schema(self.columns.get(self.main, {}))
+        if days:
+            metadata["bizagi/run_window"] = span(*days)
+        else:  # the snapshot just loaded
+            metadata["bizagi/tables"] = self._tables(self.loaded)
+        return metadata | {
+            "bizagi/run_loaded_rows": {f"{SCHEMA}.{t}": n for t, n in self.loaded.items()},
+            "bizagi/lake_path": dg.MetadataValue.path(str(lake.root)),
+        }
 
 
 @dg.definitions

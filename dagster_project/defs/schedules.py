@@ -8,7 +8,6 @@ import dagster as dg
 
 from dagster_project.defs.views import view_specs
 from dagster_project.translator import (
-    DAILY_PARTITIONS,
     LAKE,
     WAREHOUSE,
     asset_key,
@@ -32,7 +31,6 @@ def daily_job() -> UnresolvedAssetJobDefinition:
     return dg.define_asset_job(
         "bizagi_daily",
         selection=dg.AssetSelection.assets(*keys),
-        partitions_def=DAILY_PARTITIONS,
         description="Daily streams for one day (or a range, in one run): API -> lake -> DuckDB",
     )
 

@@ -1,14 +1,24 @@
-"""The sql/ views as assets downstream of the warehouse tables."""
+"""The sql/ views as assets downstream of the warehouse tables.
+
+Each view asset reports what it answers after the refresh, queried from DuckDB:
+``dagster/table_name``, ``dagster/row_count`` and ``dagster/column_schema``. ``latest_snapshots``
+stands for many views (``analytics.latest_<table>`` of every snapshot table): it lists each in
+``bizagi/views`` (rows and columns) and, having no one table, gives no table name or column
+schema; its ``dagster/row_count`` is the sum over those views.
+"""
 
 from collections.abc import Iterator
+from typing import Any
 
 import dagster as dg
 
-from bizagi_etl.pipeline import SNAPSHOT, refresh_views
+from bizagi_etl.pipeline import SNAPSHOT, Stream, Warehouse, refresh_views
+from bizagi_etl.pipeline import VIEWS as ANALYTICS
+from dagster_project.defs.assets import column_schema
 from dagster_project.defs.resources import LakehouseResource
 from dagster_project.translator import streams, view_args
 
-__all__ = ["VIEWS", "view_specs", "views"]
+__all__ = ["LATEST", "VIEWS", "view_specs", "views"]
 
 # view -> the streams whose tables it reads, and what it is
 VIEWS = {
@@ -16,6 +26,11 @@ VIEWS = {
     "case_sla": (("cases",), "analytics.case_sla (sql/)"),
     "open_workitems": (("inbox",), "analytics.open_workitems (sql/)"),
 }
+LATEST = "latest_snapshots"
+
+
+def _snapshot_streams() -> list[Stream]:
+    return [s for s in streams() if s.partitioning == SNAPSHOT]
 
 
 def view_specs() -> list[dg.AssetSpec]:
@@ -24,10 +39,51 @@ def view_specs() -> list[dg.AssetSpec]:
         dg.AssetSpec(**view_args(view, about, [by_name[name] for name in sources]))
         for view, (sources, about) in VIEWS.items()
     ]
-    snapshots = [s for s in by_name.values() if s.partitioning == SNAPSHOT]
     about = "analytics.latest_<table>: the newest row per key of every snapshot table"
-    specs.append(dg.AssetSpec(**view_args("latest_snapshots", about, snapshots)))
+    specs.append(dg.AssetSpec(**view_args(LATEST, about, _snapshot_streams())))
     return specs
+
+
+def _view(warehouse: Warehouse, view: str) -> dict[str, Any]:
+    """Rows and columns (name -> type) of one analytics view."""
+    columns = warehouse.query(
+        "SELECT column_name, data_type FROM information_schema.columns "
+        "WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
+        [ANALYTICS, view],
+    )
+    name = ANALYTICS + '."' + view.replace('"', '""') + '"'  # bound, never pasted into SQL
+    ((rows,),) = warehouse.query("SELECT count(*) FROM query_table(?)", [name])
+    assert isinstance(rows, int)
+    return {"rows": rows, "columns": {str(n): str(t) for n, t in columns}}
+
+
+def _latest_views(warehouse: Warehouse) -> list[str]:
+    """The ``latest_<table>`` views present for the tables of the snapshot streams."""
+    listed = warehouse.query(
+        "SELECT table_name FROM information_schema.tables "
+        "WHERE table_schema = ? AND table_type = 'VIEW'",
+        [ANALYTICS],
+    )
+    present = {str(r[0]) for r in listed}
+    tables = set(warehouse.tables())
+    wanted = {f"latest_{t}" for s in _snapshot_streams() for t, _ in s.tables_among(tables)}
+    return sorted(wanted & present)
+
+
+def view_metadata(warehouse: Warehouse, view: str) -> dict[str, Any]:
+    """The metadata of one view asset, ``latest_snapshots`` included."""
+    if view != LATEST:
+        found = _view(warehouse, view)
+        return {
+            "dagster/table_name": f"{ANALYTICS}.{view}",
+            "dagster/row_count": found["rows"],
+            "dagster/column_schema": column_schema(found["columns"]),
+        }
+    each = {f"{ANALYTICS}.{v}": _view(warehouse, v) for v in _latest_views(warehouse)}
+    return {
+        "dagster/row_count": sum(v["rows"] for v in each.values()),
+        "bizagi/views": each,
+    }
 
 
 def bizagi_views() -> dg.AssetsDefinition:
@@ -38,9 +94,12 @@ def bizagi_views() -> dg.AssetsDefinition:
         """Apply sql/ in file-name order and the latest_* views of every snapshot table."""
         with lakehouse.warehouse() as warehouse:
             applied = refresh_views(warehouse, streams())
-        context.log.info(f"applied {', '.join(applied)}")
-        for spec in view_specs():
-            yield dg.MaterializeResult(asset_key=spec.key, metadata={"bizagi/applied": applied})
+            context.log.info(f"applied {', '.join(applied)}")
+            metadata = {
+                spec.key: view_metadata(warehouse, spec.key.path[-1]) for spec in view_specs()
+            }
+        for key, found in metadata.items():
+            yield dg.MaterializeResult(asset_key=key, metadata={**found, "bizagi/applied": applied})
 
     return apply_views
 
