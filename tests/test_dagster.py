@@ -1,4 +1,4 @@
-"""The Dagster code location (issue 5): definitions, resource, runs against the emulator, checks.
+"""The Dagster code location: definitions, resource, runs against the emulator, checks.
 
 Runs execute in-process against the emulator on loopback with an ephemeral instance; expected
 rows come from the emulator's ground truth (``small_truth``), never from the code under test.
@@ -28,7 +28,7 @@ from bizagi_etl.emulator import EmulatorServer
 from dagster_project.definitions import defs
 from dagster_project.defs.resources import BizagiResource, LakehouseResource
 
-# The catalog's built-in streams (issue 4), entity_values standing for every parameter entity.
+# The catalog's built-in streams; entity_values is the family of every parameter entity.
 DAILY = ["cases"]
 SNAPSHOTS = ["processes", "stakeholders", "entities", "entity_values", "inbox"]
 STREAMS = DAILY + SNAPSHOTS
@@ -320,7 +320,7 @@ def test_resource_settings_map_through(tmp_path):
 
 
 def test_resource_exposes_every_bizagi_setting():
-    """Issue 5: "the Bizagi settings as fields" -- each BizagiSettings field is configurable."""
+    """Each BizagiSettings field is configurable on the resource."""
     settings = {f.name for f in dataclasses.fields(BizagiSettings)}
     fields = set(BizagiResource.model_fields)
     assert settings - fields == set()
