@@ -405,7 +405,9 @@ def test_requests_say_who_they_are():
         client.get_json(client.url("odata/data/cases"))
     (request,) = data_requests(seen)
     assert request.headers["user-agent"].startswith("bizagi-etl/")
-    assert request.headers["accept"] == "application/json"
+    assert request.headers["accept"] == (
+        "application/json;odata.metadata=minimal;IEEE754Compatible=true"
+    )  # exact decimals and int64 as strings
     assert request.headers["authorization"] == f"Bearer {TOKEN}"
 
 

@@ -47,6 +47,10 @@ RETRY_STATUSES = {429, 502, 503, 504}
 THROTTLE_STATUSES = {429, 503}
 BACKOFF_BASE = 0.5  # seconds before the first retry, doubling each time
 _T = TypeVar("_T")
+# IEEE754Compatible=true (OData JSON format, section 3.2) asks for Edm.Int64 and Edm.Decimal as
+# strings, so an 18-digit decimal is not rounded through a double; servers that do not know it
+# ignore it, and frames reads numbers and numeric strings alike.
+ACCEPT = "application/json;odata.metadata=minimal;IEEE754Compatible=true"
 
 
 @dataclass(slots=True)
@@ -80,7 +84,7 @@ class BizagiClient:
             auth=self.auth,
             timeout=httpx.Timeout(settings.read_timeout, connect=settings.connect_timeout),
             verify=_verify(settings),
-            headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
+            headers={"User-Agent": USER_AGENT, "Accept": ACCEPT},
             follow_redirects=False,  # a redirected API call is a login page or a wrong URL
             limits=httpx.Limits(max_connections=settings.max_concurrency + 2),
             transport=transport,

@@ -32,6 +32,7 @@ from bizagi_etl.connector import (
     BizagiClient,
     QueryStats,
     SchemaError,
+    entity_type_at,
     iter_pages,
     iter_rows,
     odata,
@@ -39,7 +40,7 @@ from bizagi_etl.connector import (
 )
 from bizagi_etl.pipeline.frames import combine, empty_table, to_table
 from bizagi_etl.pipeline.lake import Lake, WrittenPartition
-from bizagi_etl.pipeline.streams import DAILY, FAMILY, Catalog, Stream
+from bizagi_etl.pipeline.streams import DAILY, FAMILY, Catalog, Stream, apply_metadata
 
 if TYPE_CHECKING:  # loading is the warehouse's job: extracting never imports duckdb
     from bizagi_etl.pipeline.warehouse import Warehouse
@@ -116,6 +117,17 @@ def resolve_streams(client: BizagiClient, catalog: Catalog, names: list[str]) ->
     return wanted
 
 
+def typed_by_metadata(client: BizagiClient, stream: Stream) -> Stream:
+    """The stream with the columns the service's ``$metadata`` declares (``apply_metadata``);
+    unchanged where the service has none (``fetch_metadata`` warns once) or its records are
+    reshaped. The document is fetched once per client and service."""
+    if stream.flatten is not None or stream.kind == FAMILY:
+        return stream
+    path = stream.path.format(process_id="0") if stream.fan_out else stream.path
+    entity = entity_type_at(client, path)
+    return stream if entity is None else apply_metadata(stream, entity)
+
+
 def extract_stream(
     client: BizagiClient,
     stream: Stream,
@@ -129,7 +141,11 @@ def extract_stream(
     chunk_days: int | None = None,
     workers: int | None = None,
 ) -> ExtractResult:
-    """Extract one stream into the lake. Daily streams need ``start`` < ``end`` (end exclusive)."""
+    """Extract one stream into the lake. Daily streams need ``start`` < ``end`` (end exclusive).
+
+    Columns the service's ``$metadata`` declares are typed from it (``typed_by_metadata``).
+    """
+    stream = typed_by_metadata(client, stream)
     run = _Run(client, stream, lake, extracted_at or dt.datetime.now(dt.UTC), progress, before_swap)
     began = time.monotonic()
     if stream.partitioning == DAILY:

@@ -123,7 +123,12 @@ def _convert(values: list[Any], col: Col) -> pa.Array:
         return pa.array([_decimal(v) for v in values], col.type)
     if pa.types.is_string(col.type):
         return _strings(values, _text)
-    return pa.array(values, col.type)
+    try:
+        return pa.array(values, col.type)
+    except (pa.ArrowTypeError, pa.ArrowInvalid):
+        # OData JSON may send values as text: Edm.Date, Int64 and Decimal under
+        # IEEE754Compatible, "NaN"/"INF"/"-INF" for Edm.Double. Arrow parses the text strictly.
+        return _strings(values, _text).cast(col.type)
 
 
 def _strings(values: list[Any], as_text: Callable[[Any], str | None]) -> pa.Array:

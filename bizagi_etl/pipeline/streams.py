@@ -11,20 +11,21 @@ from __future__ import annotations
 import re
 import tomllib
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pyarrow as pa
 
-from bizagi_etl.connector import SchemaError
+from bizagi_etl.connector import EntityType, SchemaError
 from bizagi_etl.pipeline.schema import (
     BIZAGI_TYPES,
     TIMESTAMP,
     Col,
     arrow_type,
     check_identifier,
+    edm_arrow_type,
     unique_names,
 )
 
@@ -380,3 +381,33 @@ class Catalog:
             f"unknown stream {name!r}; known: {', '.join(s.name for s in self.all())}"
             + "".join(f", {m}" for m in members)
         )
+
+
+def apply_metadata(stream: Stream, entity: EntityType) -> Stream:
+    """The stream with the columns a service's ``$metadata`` declares for its records.
+
+    Declared columns win (the catalog's, or a streams file's types); a property nothing else
+    declares is typed from its Edm type (nested values as JSON), named safely, and kept in the
+    order the service declares it. A custom stream's columns follow that order throughout;
+    a built-in's keep theirs, with the service's extras after. Properties with no faithful
+    column type, and lists that child tables take, are left to inference as before. A stream
+    whose records are reshaped before typing (``flatten``) is described by its own columns.
+    """
+    if stream.flatten is not None or stream.kind == FAMILY:
+        return stream
+    by_source = {c.source: c for c in stream.columns}
+    props = [p for p in entity.properties if p.name not in stream.child_sources]
+    typed = [(p, edm_arrow_type(p)) for p in props]
+    extra = [(p, t) for p, t in typed if p.name not in by_source and (t is not None or p.nested)]
+    names = unique_names([c.name for c in stream.columns] + [p.name for p, _ in extra])
+    found = {
+        p.name: Col(name, p.name, t or pa.string(), json=p.nested)
+        for (p, t), name in zip(extra, names[len(stream.columns) :], strict=True)
+    }
+    if stream.kind == CUSTOM:
+        ordered = [by_source.get(p.name) or found[p.name] for p in props
+                   if p.name in by_source or p.name in found]  # fmt: skip
+        ordered += [c for c in stream.columns if c not in ordered]
+    else:
+        ordered = [*stream.columns, *found.values()]
+    return replace(stream, columns=tuple(ordered))
