@@ -21,7 +21,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from bizagi_etl.connector import BizagiClient, SchemaError, iter_pages, odata
-from bizagi_etl.pipeline.extract import flat_record, midnight, resolve_streams, stream_paths
+from bizagi_etl.pipeline.extract import (
+    flat_record,
+    midnight,
+    resolve_streams,
+    stream_paths,
+    typed_by_metadata,
+)
 from bizagi_etl.pipeline.frames import combine, empty_table, to_table
 from bizagi_etl.pipeline.lake import Lake
 from bizagi_etl.pipeline.streams import DAILY, Catalog, Child, Stream
@@ -67,7 +73,7 @@ def page_frames(
     ...     week = pd.concat(page_frames(client, "cases", start=dt.date(2025, 3, 1),
     ...                                  end=dt.date(2025, 3, 8)), ignore_index=True)
     """
-    s = _stream(client, stream)
+    s = typed_by_metadata(client, _stream(client, stream))  # typed as extraction types it
     wanted = table or s.name
     if wanted not in s.tables:
         raise SchemaError(
