@@ -10,6 +10,9 @@
     ├── ResponseError          the answer is not the JSON it should be (HTML, truncated)
     ├── PagingError            next links that loop or leave the origin, repeated pages, ceilings
     ├── SchemaError            data that does not fit its declaration
+    ├── StorageError           the lake or the warehouse cannot be written (disk full, not a
+    │   │                      folder, permissions): what had landed is intact
+    │   └── LockError          another run holds the lake table or the warehouse: wait, retry
     └── WarehouseError         the warehouse could not take a load (memory, disk): nothing landed
 
 Messages say what happened, where (method and URL, secrets removed), the status and a short
@@ -90,6 +93,16 @@ class PagingError(BizagiError):
 
 class SchemaError(BizagiError):
     """A response or a record does not have the shape it must have."""
+
+
+class StorageError(BizagiError):
+    """The lake or the warehouse cannot be written or read (disk full, a file where a folder
+    should be, permissions, not a DuckDB file). What had landed before is intact."""
+
+
+class LockError(StorageError):
+    """Another run holds what this run must write (a lake table, the warehouse file) beyond the
+    lock timeout; the message names the holder."""
 
 
 class WarehouseError(BizagiError):
