@@ -124,6 +124,6 @@ def test_cli_exports_truth_and_exits(tmp_path):
     assert cases.num_rows == 400
     assert "cases                   400 rows" in result.output
     expected = {"processes", "stakeholders", "user_profile", "entities", "entity_values", "cases",
-                "case_parameters", "workitems", "inbox"}  # fmt: skip
+                "case_parameters", "workitems", "inbox", "claims"}  # fmt: skip
     assert {p.stem for p in tmp_path.glob("*.parquet")} == expected
     assert pq.read_table(tmp_path / "entity_values.parquet").num_rows > 100_000

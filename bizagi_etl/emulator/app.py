@@ -1,9 +1,15 @@
-"""The emulator's ASGI application: Bizagi's token endpoint and OData services on Starlette."""
+"""The emulator's ASGI application: Bizagi's token endpoint and OData services on Starlette.
+
+One set of handlers serves both flavours (``EmulatorConfig.flavor``); what differs is the
+envelope and paging (``envelope``), the errors (``errors``), the query's decoding (``query``)
+and the tokens (``tokens``).
+"""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable
+from decimal import Decimal
 from typing import Any
 
 import numpy as np
@@ -12,27 +18,45 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from bizagi_etl.emulator import records as rec
 from bizagi_etl.emulator.config import EmulatorConfig
 from bizagi_etl.emulator.csdl import csdl_document
 from bizagi_etl.emulator.dataset import FIRST_CASE_ID, Dataset, EntityInfo, ProcessInfo
-from bizagi_etl.emulator.envelope import Collection, FilterCache, filtered, page_body
+from bizagi_etl.emulator.envelope import (
+    Collection,
+    FilterCache,
+    filtered,
+    page_body,
+    standard_page_body,
+)
 from bizagi_etl.emulator.errors import ODataError, odata_error_response
 from bizagi_etl.emulator.faults import FaultInjector
 from bizagi_etl.emulator.model import PROJECT_NAME, STAKEHOLDERS
 from bizagi_etl.emulator.query import QueryOptions, parse_query
-from bizagi_etl.emulator.tokens import TokenEndpoint, TokenStore
+from bizagi_etl.emulator.skiptoken import SkipTokens
+from bizagi_etl.emulator.tokens import JwtStore, TokenEndpoint, TokenStore
 
 JSON = "application/json; odata.metadata=minimal"
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _CASE_NUMBER_ARG = re.compile(r"^caseNumber='((?:[^']|'')*)'$")
+_MAX_PAGE_SIZE = re.compile(r"(?:^|[,;\s])(?:odata\.)?maxpagesize\s*=\s*([0-9]+)", re.IGNORECASE)
+_SLASHES = re.compile(r"/{2,}")
+_SLASHES_RAW = re.compile(rb"/{2,}")
 
 Handler = Callable[[Request, QueryOptions], Response | dict[str, Any] | Collection]
 
 DATA_RESOURCES = (
     "processes", "cases", "casesWithWorkitems", "searchByCaseNumber", "stakeholders",
     "userProfile", "entities",
+)  # fmt: skip
+# The standard flavour's service document lists its container as OData says, with each kind;
+# Bizagi's lists the resources above (Claims is served and in $metadata, not in that list).
+STANDARD_DATA_RESOURCES = (
+    ("processes", "EntitySet"), ("cases", "EntitySet"), ("casesWithWorkitems", "EntitySet"),
+    ("stakeholders", "EntitySet"), ("entities", "EntitySet"), ("Claims", "EntitySet"),
+    ("userProfile", "Singleton"), ("searchByCaseNumber", "FunctionImport"),
 )  # fmt: skip
 METADATA_RESOURCES = ("processes", "stakeholders", "getProject")
 
@@ -43,7 +67,13 @@ class Emulated:
     def __init__(self, config: EmulatorConfig, dataset: Dataset | None = None) -> None:
         self.config = config
         self.ds = dataset if dataset is not None else Dataset(config)
-        self.tokens = TokenStore(config.token_ttl)
+        self.standard = config.flavor == "standard"
+        self.tokens: TokenStore | JwtStore = (
+            JwtStore(config.token_ttl, config.client_id)
+            if self.standard
+            else TokenStore(config.token_ttl)
+        )
+        self.skiptokens = SkipTokens(config.seed)
         self.cache = FilterCache()
         self.process_by_id = {p.id: p for p in self.ds.processes}
         self.entity_by_id = {e.id: e for e in self.ds.entities}
@@ -55,24 +85,33 @@ class Emulated:
         """Bearer check, query options, envelope and errors around one OData handler."""
 
         async def endpoint(request: Request) -> Response:
+            config = self.config
+            headers = {"OData-Version": "4.0"}
             try:
                 self._authorise(request)
-                options = parse_query(request.scope["query_string"], self.config.lenient_options)
-                result = handler(request, options)
-            except ODataError as exc:
-                return exc.response()
-            if isinstance(result, Response):
-                return result
-            if isinstance(result, Collection):
-                try:
-                    rows = filtered(
-                        result, options, self.cache, self.ds.version, self.ds.drift_at is not None
-                    )
-                except ODataError as exc:
-                    return exc.response()
+                options = parse_query(
+                    request.scope["query_string"], config.lenient_options, config.flavor
+                )
                 path = request.url.path
-                result = page_body(result, rows, options, _base(request), path, self.config)
-            return Response(orjson.dumps(result), media_type=JSON, headers={"OData-Version": "4.0"})
+                window = self._window(path, options) if self.standard else None
+                result = handler(request, options)
+                if isinstance(result, Response):
+                    return result
+                if isinstance(result, Collection):
+                    drift = self.ds.drift_at is not None
+                    rows = filtered(result, options, self.cache, self.ds.version, drift)
+                    base = _base(request)
+                    if window is None:
+                        result = page_body(result, rows, options, base, path, config)
+                    else:
+                        size = self._page_size(request, headers)
+                        result = standard_page_body(
+                            result, rows, options, window, size, path, config, self.skiptokens,
+                            base,
+                        )  # fmt: skip
+            except ODataError as exc:
+                return exc.response(config.flavor)
+            return Response(dumps(result), media_type=JSON, headers=headers)
 
         return endpoint
 
@@ -80,11 +119,46 @@ class Emulated:
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise ODataError(
-                401, "Authorization has been denied for this request: no bearer token."
+                401,
+                "Authorization has been denied for this request: no bearer token.",
+                headers=self._challenge(None),
             )
         problem = self.tokens.problem(token.strip())
         if problem:
-            raise ODataError(401, f"Authorization has been denied for this request. {problem}")
+            raise ODataError(
+                401,
+                f"Authorization has been denied for this request. {problem}",
+                headers=self._challenge(problem),
+            )
+
+    def _challenge(self, problem: str | None) -> dict[str, str] | None:
+        """RFC 6750 §3: the standard flavour says why a bearer token was refused."""
+        if not self.standard:
+            return None
+        if problem is None:  # no credentials: no error code (RFC 6750 §3.1)
+            return {"WWW-Authenticate": 'Bearer realm="odata"'}
+        description = problem.rstrip(".")
+        return {
+            "WWW-Authenticate": (
+                f'Bearer realm="odata", error="invalid_token", error_description="{description}"'
+            )
+        }
+
+    def _window(self, path: str, options: QueryOptions) -> tuple[int, int | None]:
+        """Standard flavour: (first row, row the client's $top stops at) of this request."""
+        if options.skiptoken is not None:
+            return self.skiptokens.read(path, options, options.skiptoken)
+        end = options.skip + options.top if options.top is not None else None
+        return options.skip, end
+
+    def _page_size(self, request: Request, headers: dict[str, str]) -> int:
+        """The page cap, or less when the client prefers (``Prefer: odata.maxpagesize=N``)."""
+        match = _MAX_PAGE_SIZE.search(request.headers.get("prefer", ""))
+        if match is None or int(match.group(1)) < 1:
+            return self.config.page_cap
+        size = min(int(match.group(1)), self.config.page_cap)
+        headers["Preference-Applied"] = f"odata.maxpagesize={size}"
+        return size
 
     # -- lookups -------------------------------------------------------------------------------
 
@@ -119,6 +193,12 @@ class Emulated:
     # -- data service --------------------------------------------------------------------------
 
     def service_document(self, request: Request, _: QueryOptions) -> dict[str, Any]:
+        if self.standard:
+            base = _base(request)
+            return {
+                "@odata.context": f"{base}/odata/data/$metadata",
+                "value": [{"name": n, "kind": k, "url": n} for n, k in STANDARD_DATA_RESOURCES],
+            }
         return _service_root(request, "data", DATA_RESOURCES)
 
     def data_metadata(self, request: Request, _: QueryOptions) -> Response:
@@ -284,6 +364,27 @@ class Emulated:
         record = rec.entity_value_records(self.ds, base, info, np.array([position]))[0]
         return _single(base, "data", f"entities({info.id})/values({record['id']})", record)
 
+    def claims(self, request: Request, _: QueryOptions) -> Collection:
+        base = _base(request)
+        claims = self.ds.claims
+        return Collection(
+            context="Claims",
+            type_name="Claim",
+            positions=claims.positions(),
+            records=lambda pos: claims.records(base, pos),
+            fast_column=claims.filter_column,
+            cache_key="claims",
+        )
+
+    def claim(self, request: Request, _: QueryOptions) -> dict[str, Any]:
+        key = request.path_params["key"]
+        position = self.ds.claims.position_of(_int_key(key, "Claims"))
+        if position is None:
+            raise ODataError(404, f"Resource not found for the segment 'Claims({key})'.")
+        base = _base(request)
+        record = self.ds.claims.records(base, np.array([position]))[0]
+        return _single(base, "data", f"Claims({record['id']})", record)
+
     # -- metadata service ----------------------------------------------------------------------
 
     def metadata_root(self, request: Request, _: QueryOptions) -> dict[str, Any]:
@@ -319,6 +420,8 @@ class Emulated:
             (f"{d}/entities({{eid}})", self.entity),
             (f"{d}/entities({{eid}})/values", self.entity_values),
             (f"{d}/entities({{eid}})/values({{vid}})", self.entity_value),
+            (f"{d}/Claims", self.claims),
+            (f"{d}/Claims({{key}})", self.claim),
             (m, self.metadata_root),
             (f"{m}/$metadata", self.metadata_metadata),
             (f"{m}/processes", lambda r, o: self.processes(r, o, meta)),
@@ -335,28 +438,59 @@ class Emulated:
         ]
 
 
-def build_app(emulated: Emulated) -> FaultInjector:
-    """Starlette routes wrapped in the bad-day switches."""
+class EmulatorApp:
+    """The whole ASGI application: doubled slashes collapsed, then the switches, then routes.
+
+    A Bizagi client that joins a base URL ending in ``/`` with a path starting with ``/`` sends
+    ``//odata/...`` and ``//oauth2/server/token``, and the real host answers them; so does the
+    emulator, in both flavours. Only the path is collapsed, never the query string.
+    """
+
+    def __init__(self, faults: FaultInjector) -> None:
+        self.faults = faults
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and "//" in scope["path"]:
+            scope = dict(scope)
+            scope["path"] = _SLASHES.sub("/", scope["path"])
+            if isinstance(scope.get("raw_path"), bytes):
+                scope["raw_path"] = _SLASHES_RAW.sub(b"/", scope["raw_path"])
+        await self.faults(scope, receive, send)
+
+
+def build_app(emulated: Emulated) -> EmulatorApp:
+    """Starlette routes wrapped in the bad-day switches, behind the slash collapser."""
+    flavor = emulated.config.flavor
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        message = f"No resource matches the path {request.url.path!r}."
+        return odata_error_response(404, message, flavor=flavor)
+
+    async def not_allowed(request: Request, exc: Exception) -> Response:
+        message = f"The method {request.method} is not allowed on this resource."
+        return odata_error_response(405, message, flavor=flavor)
+
+    async def server_error(request: Request, exc: Exception) -> Response:
+        # Never a stack trace on the wire; the server log keeps it.
+        message = "An internal error occurred in the emulated Bizagi service."
+        return odata_error_response(500, message, flavor=flavor)
+
     app = Starlette(
         routes=emulated.routes(),
-        exception_handlers={404: _not_found, 405: _not_allowed, 500: _server_error},
+        exception_handlers={404: not_found, 405: not_allowed, 500: server_error},
     )
-    return FaultInjector(app, emulated.config, emulated.ds)
+    return EmulatorApp(FaultInjector(app, emulated.config, emulated.ds))
 
 
-async def _not_found(request: Request, exc: Exception) -> Response:
-    return odata_error_response(404, f"No resource matches the path {request.url.path!r}.")
+def _decimal_text(value: Any) -> orjson.Fragment:
+    if isinstance(value, Decimal):  # the exact decimal text, as a JSON number
+        return orjson.Fragment(format(value, "f"))
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
-async def _not_allowed(request: Request, exc: Exception) -> Response:
-    return odata_error_response(
-        405, f"The method {request.method} is not allowed on this resource."
-    )
-
-
-async def _server_error(request: Request, exc: Exception) -> Response:
-    # Never a stack trace on the wire; the server log keeps it.
-    return odata_error_response(500, "An internal error occurred in the emulated Bizagi service.")
+def dumps(body: Any) -> bytes:
+    """JSON as served: orjson, with ``Decimal`` written exactly (``12.3400``, never a double)."""
+    return orjson.dumps(body, default=_decimal_text)
 
 
 def _base(request: Request) -> str:
@@ -381,11 +515,15 @@ def _xml(text: str) -> Response:
 
 def _guid_key(key: str, segment: str) -> str:
     if not _GUID.match(key):
-        raise ODataError(400, f"The key {key!r} of {segment} is not a valid Edm.Guid.")
+        raise ODataError(
+            400, f"The key {key!r} of {segment} is not a valid Edm.Guid.", target=segment
+        )
     return key.lower()
 
 
 def _int_key(key: str, segment: str) -> int:
     if not key.isdigit():
-        raise ODataError(400, f"The key {key!r} of {segment} is not a valid Edm.Int64.")
+        raise ODataError(
+            400, f"The key {key!r} of {segment} is not a valid Edm.Int64.", target=segment
+        )
     return int(key)

@@ -31,6 +31,11 @@ _SHARE = click.FloatRange(0.0, 1.0)
 @click.option("--scopes", default="api", show_default=True, help="Scopes the client may request.")
 @click.option("--seed", default=42, show_default=True, type=int, help="Drives all data and faults.")
 @click.option("--cases", default=20_000, show_default=True, type=click.IntRange(0))
+@click.option("--claims", default=5_000, show_default=True, type=click.IntRange(0),
+              help="Rows of the Claims entity set.")  # fmt: skip
+@click.option("--flavor", type=click.Choice(["bizagi", "standard"]), default="bizagi",
+              show_default=True,
+              help="Answer as Bizagi does, or as a generic OData v4 service.")  # fmt: skip
 @click.option("--start", type=_DAY, default="2024-01-01", show_default=True,
               help="First day of the case history (UTC).")  # fmt: skip
 @click.option("--end", type=_DAY, default=None, help="Day the history stops at (default: today).")
@@ -84,7 +89,8 @@ def emulator(host: str, port: int, export_truth: Path | None, **settings: Any) -
         click.echo(f"Ground truth written to {export_truth}")
         return
     base = f"http://{host}:{port}"
-    click.echo(f"Bizagi emulator on {base}")
+    face = " (standard OData v4 flavour)" if config.flavor == "standard" else ""
+    click.echo(f"Bizagi emulator on {base}{face}")
     click.echo(f"  base URL       {base}")
     click.echo(f"  token URL      {base}/oauth2/server/token")
     click.echo(f"  client id      {config.client_id}")

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from typing import Literal
+
+Flavor = Literal["bizagi", "standard"]
+FLAVORS: tuple[Flavor, ...] = ("bizagi", "standard")
 
 DEFAULT_CLIENT_ID = "bizagi-etl-demo"
 DEFAULT_CLIENT_SECRET = "emulator-secret-change-me"  # noqa: S105 - the emulator's public demo secret
@@ -21,13 +25,19 @@ class EmulatorConfigError(ValueError):
 class EmulatorConfig:
     """Everything that shapes what the emulator serves.
 
-    Data is a pure function of ``seed``, ``cases``, ``start``, ``end`` and ``drift_date``; every
-    fault decision is a pure function of ``seed`` and the request, so two runs with the same
-    settings serve the same bytes and fail in the same places.
+    Data is a pure function of ``seed``, ``cases``, ``claims``, ``start``, ``end`` and
+    ``drift_date``; every fault decision is a pure function of ``seed`` and the request, so two
+    runs with the same settings serve the same bytes and fail in the same places.
+
+    ``flavor`` picks the server's face: ``"bizagi"`` answers as Bizagi does (flat errors, absolute
+    ``$skip`` next links, ``@odata.totalCount``, opaque hex tokens); ``"standard"`` as a generic
+    OData v4 service (nested errors, relative ``$skiptoken`` next links, ``@odata.count`` on
+    request, JWT bearer tokens). The data is the same in both.
     """
 
     seed: int = 42  # drives every generated value and every fault decision
     cases: int = 20_000  # cases in the history
+    claims: int = 5_000  # rows of the Claims business entity set
     start: dt.date = dt.date(2024, 1, 1)  # first day of the history (UTC)
     end: dt.date = field(default_factory=_today_utc)  # history runs up to, not including, this day
     client_id: str = DEFAULT_CLIENT_ID
@@ -47,9 +57,12 @@ class EmulatorConfig:
     token_errors_as_200: bool = False  # token errors come with HTTP 200, as some gateways do
     accept_form_credentials: bool = False  # also take client_id/client_secret in the form body
     next_link_origin: str | None = None  # serve next links on another origin (a bad proxy)
+    flavor: Flavor = "bizagi"  # "bizagi" or "standard" (a generic OData v4 server)
 
     def __post_init__(self) -> None:
         _require(self.cases >= 0, "cases", "a count >= 0", self.cases)
+        _require(self.claims >= 0, "claims", "a count >= 0", self.claims)
+        _require(self.flavor in FLAVORS, "flavor", " or ".join(map(repr, FLAVORS)), self.flavor)
         _require(self.start < self.end, "start", f"a day before end ({self.end})", self.start)
         _require(
             self.token_ttl >= 0, "token_ttl", "seconds >= 0 (0 = never expires)", self.token_ttl

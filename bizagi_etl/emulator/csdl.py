@@ -17,6 +17,7 @@ DATA_SETS = {
     "casesWithWorkitems": "caseWithWorkitems",
     "stakeholders": "stakeholder",
     "entities": "entity",
+    "Claims": "Claim",
 }
 DATA_NAVIGATION = {
     "process": ("cases", "case"),
@@ -31,7 +32,8 @@ METADATA_SETS = {"processes": "process", "stakeholders": "stakeholder"}
 def csdl_document(service: str, drift: bool) -> str:
     if service == "data":
         type_names: list[str] = ["process", "case", "inboxCase", "caseWithWorkitems", "workitem",
-                                 "stakeholder", "entity", "entityValue", "userProfile"]  # fmt: skip
+                                 "stakeholder", "entity", "entityValue", "userProfile",
+                                 "Claim"]  # fmt: skip
         sets, navigation = DATA_SETS, DATA_NAVIGATION
     else:
         type_names, sets, navigation = list(METADATA_TYPES), METADATA_SETS, {}
@@ -83,5 +85,9 @@ def _entity_type(name: str, props: tuple[Prop, ...], nav: tuple[str, str] | None
 
 
 def _property(prop: Prop) -> str:
-    nullable = "" if prop.nullable else ' Nullable="false"'
-    return f"<Property Name={quoteattr(prop.name)} Type={quoteattr(prop.edm)}{nullable}/>"
+    facets = "" if prop.nullable else ' Nullable="false"'
+    if prop.precision is not None:
+        facets += f' Precision="{prop.precision}"'
+    if prop.scale is not None:
+        facets += f' Scale="{prop.scale}"'
+    return f"<Property Name={quoteattr(prop.name)} Type={quoteattr(prop.edm)}{facets}/>"

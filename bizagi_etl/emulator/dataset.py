@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from bizagi_etl.emulator import hashrng, vocab
+from bizagi_etl.emulator.claims import Claims
 from bizagi_etl.emulator.config import EmulatorConfig
 from bizagi_etl.emulator.model import (
     DRIFT_PARAM,
@@ -98,6 +99,7 @@ class Dataset:
         self.version = 0
         self.mutations = 0
         self._generate_cases(config.cases)
+        self.claims = Claims(self.seed, config.claims, epoch_seconds(config.start), self.now)
 
     # -- model ---------------------------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""A served collection: filter it, cut a page, wrap it in Bizagi's envelope."""
+"""A served collection: filter it, cut a page, wrap it in Bizagi's envelope or a standard one."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from bizagi_etl.emulator.errors import ODataError
 from bizagi_etl.emulator.query import QueryOptions, with_skip
 from bizagi_etl.emulator.records import Record
 from bizagi_etl.emulator.schema import props_of
+from bizagi_etl.emulator.skiptoken import SkipTokens, next_link_query
 
 Positions = np.ndarray
 
@@ -75,7 +76,7 @@ def filtered(
         try:
             mask = filters.evaluate(filters.parse(text), source)
         except filters.FilterError as exc:
-            raise ODataError(400, str(exc)) from None
+            raise ODataError(400, str(exc), target="$filter") from None
         return positions[mask]
 
     if coll.cache_key is None:
@@ -109,5 +110,47 @@ def page_body(
     elif value and options.skip + len(value) < len(rows):
         skip = options.skip + len(value)
         body["@odata.nextLink"] = f"{link_base}{path}?{with_skip(options, skip)}"
+    body["value"] = value
+    return body
+
+
+def standard_page_body(
+    coll: Collection,
+    rows: Positions,
+    options: QueryOptions,
+    window: tuple[int, int | None],
+    size: int,
+    path: str,
+    config: EmulatorConfig,
+    tokens: SkipTokens,
+    base: str,
+) -> dict[str, Any]:
+    """A generic OData v4 page: rows ``window`` = (first row, row ``$top`` stops at or None).
+
+    The server pages by itself (``size`` rows at most) and does not look ahead: a full page gets
+    a next link unless the client's ``$top`` is used up, so a total that is a multiple of the
+    page size ends with an empty page. Next links are relative to the service root (the context
+    URL's base, OData JSON §4.5.5) and carry an opaque ``$skiptoken``. ``@odata.count`` is the
+    total of the filtered collection, and only with ``$count=true``.
+    """
+    start, end = window
+    stop = start + size if end is None else min(start + size, end)
+    value = coll.records(rows[start:stop])
+    body: dict[str, Any] = {
+        "@odata.context": f"{base}/odata/{coll.service}/$metadata#{coll.context}"
+    }
+    body |= coll.extras
+    if options.count:
+        body["@odata.count"] = len(rows)
+    link = None
+    if config.repeat_next_link and size:
+        link = tokens.make(path, options, size, end)
+    elif value and len(value) == stop - start and (end is None or stop < end):
+        link = tokens.make(path, options, stop, end)
+    if link is not None:
+        root = f"/odata/{coll.service}/"
+        origin = config.next_link_origin or ""  # a bad proxy's links are absolute, elsewhere
+        target = path.removeprefix(root) if path.startswith(root) and not origin else path
+        body["@odata.nextLink"] = f"{origin}{target}?{next_link_query(options, link)}"
     body["value"] = value
     return body

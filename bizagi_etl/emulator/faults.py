@@ -78,17 +78,18 @@ class FaultInjector:
     async def _refuse(self, key: int, scope: Scope, receive: Receive, send: Send) -> None:
         """429 with Retry-After in seconds, or 503 with Retry-After as an HTTP date."""
         wait = self.config.retry_after
+        flavor = self.config.flavor
         if hashrng.uniform_one(self.config.seed, "fault-kind", key) < 0.5:
             self.counts["429"] += 1
             response = odata_error_response(
-                429, "Too many requests. Retry later.", {"Retry-After": str(wait)}
+                429, "Too many requests. Retry later.", {"Retry-After": str(wait)}, flavor
             )
         else:
             self.counts["503"] += 1
             # An HTTP date has whole seconds: round up so the client never comes back early.
             when = email.utils.formatdate(int(time.time()) + wait + 1, usegmt=True)
             response = odata_error_response(
-                503, "The service is temporarily unavailable.", {"Retry-After": when}
+                503, "The service is temporarily unavailable.", {"Retry-After": when}, flavor
             )
         await response(scope, receive, send)
 

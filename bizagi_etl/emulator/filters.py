@@ -54,9 +54,14 @@ def _kind(edm: str) -> str:
         "Edm.Guid": "guid",
         "Edm.Boolean": "bool",
         "Edm.DateTimeOffset": "datetime",
+        "Edm.Date": "date",
         "Edm.Int64": "number",
         "Edm.Int32": "number",
+        "Edm.Int16": "number",
+        "Edm.Byte": "number",
+        "Edm.SByte": "number",
         "Edm.Double": "number",
+        "Edm.Single": "number",
         "Edm.Decimal": "number",
     }.get(edm, "untyped")
 
@@ -102,6 +107,8 @@ def _to_column(kind: str, raw: list[Any]) -> Column:
     nulls = np.array([v is None for v in raw], dtype=bool)
     if kind == "datetime":
         values = np.array([0 if v is None else _instant(v) for v in raw], dtype=np.int64)
+    elif kind == "date":
+        values = np.array([0 if v is None else _day(v) for v in raw], dtype=np.int64)
     elif kind == "number":
         values = np.array([0 if v is None else v for v in raw], dtype=np.float64)
     elif kind == "bool":
@@ -117,6 +124,11 @@ def _instant(text: str) -> int:
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=dt.UTC)
     return (parsed - _EPOCH) // dt.timedelta(microseconds=1)  # exact, also before 1970
+
+
+def _day(text: str) -> int:
+    """An ISO 8601 date as days since 1970-01-01."""
+    return (dt.date.fromisoformat(text) - _EPOCH.date()).days
 
 
 def evaluate(node: ast._Node, source: Source) -> Mask:
@@ -172,6 +184,7 @@ def _check_types(name: str, kind: str, lit_kind: str, op_type: type) -> None:
         "number": {"number"},
         "bool": {"bool"},
         "datetime": {"datetime"},
+        "date": {"date"},
     }.get(kind, set())
     if lit_kind not in compatible:
         hint = " (use a DateTimeOffset such as 2024-05-01T00:00:00Z)" if kind == "datetime" else ""
@@ -202,7 +215,10 @@ def literal(node: ast._Node) -> tuple[str, Any]:
             raise FilterError(f"$filter: DateTimeOffset {node.val!r} needs an offset or Z")
         return "datetime", _instant(node.val)
     if isinstance(node, ast.Date):
-        return "date", node.val
+        try:
+            return "date", _day(node.val)
+        except ValueError:
+            raise FilterError(f"$filter: {node.val!r} is not a valid Edm.Date") from None
     raise FilterError(f"$filter: literal {type(node).__name__} is not supported")
 
 

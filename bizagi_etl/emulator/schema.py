@@ -13,6 +13,8 @@ class Prop:
     name: str
     edm: str  # Edm.String, Edm.Int64, ..., or Collection(Bizagi.X)
     nullable: bool = True
+    precision: int | None = None  # Edm.Decimal digits; Edm.DateTimeOffset fractional digits
+    scale: int | None = None  # Edm.Decimal digits after the point
 
 
 def _p(name: str, edm: str, nullable: bool = True) -> Prop:
@@ -92,6 +94,27 @@ USER_PROFILE = (
     _p("email", "Edm.String"), _p("picture", "Edm.String"), _p("userInits", "Edm.String"),
 )  # fmt: skip
 
+# A business entity set as any OData service has them: every scalar type, declared in an order
+# that is not alphabetical, with the limits real tables have (records: claims.py).
+CLAIM = (
+    _p("id", "Edm.Int64", False),
+    _p("claimNumber", "Edm.String", False),
+    _p("status", "Edm.String", False),
+    Prop("lastModified", "Edm.DateTimeOffset", False, precision=3),
+    Prop("submittedAt", "Edm.DateTimeOffset", False, precision=0),
+    _p("policyId", "Edm.Guid", False),
+    _p("policyHolder", "Edm.String"),
+    Prop("amount", "Edm.Decimal", False, precision=18, scale=4),
+    Prop("reserveRatio", "Edm.Decimal", precision=5, scale=5),
+    _p("score", "Edm.Double"),
+    _p("priorityCode", "Edm.Int16"),
+    _p("itemCount", "Edm.Int32", False),
+    _p("externalRef", "Edm.Int64"),
+    _p("approved", "Edm.Boolean"),
+    _p("incidentDate", "Edm.Date"),
+    _p("notes", "Edm.String"),
+)
+
 # Entity types of the data service, by the name @odata.context and $filter use.
 DATA_TYPES: dict[str, tuple[Prop, ...]] = {
     "process": PROCESS,
@@ -103,6 +126,7 @@ DATA_TYPES: dict[str, tuple[Prop, ...]] = {
     "entity": ENTITY,
     "entityValue": ENTITY_VALUE,
     "userProfile": USER_PROFILE,
+    "Claim": CLAIM,
 }
 
 METADATA_TYPES: dict[str, tuple[Prop, ...]] = {
@@ -113,7 +137,7 @@ METADATA_TYPES: dict[str, tuple[Prop, ...]] = {
 KEYS = {
     "process": "id", "case": "id", "inboxCase": "idCase", "caseWithWorkitems": "idCase",
     "workitem": "id", "stakeholder": "id", "entity": "id", "entityValue": "id",
-    "userProfile": "userName",
+    "userProfile": "userName", "Claim": "id",
 }  # fmt: skip
 
 

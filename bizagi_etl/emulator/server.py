@@ -12,9 +12,8 @@ from types import TracebackType
 import uvicorn
 from starlette.types import ASGIApp
 
-from bizagi_etl.emulator.app import Emulated, build_app
+from bizagi_etl.emulator.app import Emulated, EmulatorApp, build_app
 from bizagi_etl.emulator.config import EmulatorConfig
-from bizagi_etl.emulator.faults import FaultInjector
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +94,7 @@ class EmulatorServer:
         self.host = host
         self.port = port
         self.emulated: Emulated | None = None
-        self._app: FaultInjector | None = None
+        self._app: EmulatorApp | None = None
         self._server: AsgiServer | None = None
 
     def __repr__(self) -> str:
@@ -120,7 +119,7 @@ class EmulatorServer:
     @property
     def injected(self) -> Counter[str]:
         """What the bad-day switches have done so far: 429, 503, drop, truncate, mutate."""
-        return self._app.counts if self._app is not None else Counter()
+        return self._app.faults.counts if self._app is not None else Counter()
 
     def start(self) -> EmulatorServer:
         self.emulated = Emulated(self.config)

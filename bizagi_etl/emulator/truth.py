@@ -6,7 +6,12 @@ JSON text and parameter values are JSON text too, because a Bizagi value is hete
 (``"5"``, ``5``, ``5.0``, ``true`` and ``null`` are different answers).
 
 Files: processes, stakeholders, user_profile, entities, entity_values (long: one row per
-value and attribute), cases, case_parameters (long), workitems, inbox.
+value and attribute), cases, case_parameters (long), workitems, inbox, claims.
+
+``claims`` is typed exactly as ``$metadata`` declares it, column for column in the served
+order: Edm.Decimal(p,s) as decimal128(p,s), Edm.DateTimeOffset as UTC timestamps (the instant;
+the offset a value was written with is not kept), Edm.Date as date32, Edm.Int16/32/64 as
+int16/32/64, Edm.Guid as lower-case text, and "" stays distinct from null.
 """
 
 from __future__ import annotations
@@ -22,8 +27,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from bizagi_etl.emulator import records as rec
+from bizagi_etl.emulator.claims import Claims
 from bizagi_etl.emulator.dataset import FIRST_CASE_ID, Dataset
 from bizagi_etl.emulator.model import DRIFT_ATTRIBUTE, STAKEHOLDERS
+from bizagi_etl.emulator.schema import CLAIM, Prop
 
 BATCH = 20_000  # cases per batch: bounds memory whatever the history's size
 BASE = "http://truth.invalid"  # @odata.id is dropped; records still need a base to build
@@ -72,6 +79,7 @@ def export_truth(ds: Dataset, folder: Path) -> dict[str, int]:
         "entity_values": _write_entity_values(ds, folder / "entity_values.parquet"),
     }
     counts |= _write_cases(ds, folder)
+    counts["claims"] = write_claims(ds.claims, folder / "claims.parquet")
     return counts
 
 
@@ -189,3 +197,50 @@ def _case_rows(
 
 def _workitem(item: dict[str, Any]) -> dict[str, Any]:
     return {**item, "parameters": _json(item["parameters"])}
+
+
+def _arrow_type(prop: Prop) -> pa.DataType:
+    if prop.edm == "Edm.Decimal":
+        return pa.decimal128(prop.precision or 38, prop.scale or 0)
+    return {
+        "Edm.Int64": pa.int64(), "Edm.Int32": pa.int32(), "Edm.Int16": pa.int16(),
+        "Edm.Double": pa.float64(), "Edm.Boolean": pa.bool_(), "Edm.Date": pa.date32(),
+        "Edm.DateTimeOffset": pa.timestamp("us", tz="UTC"), "Edm.String": pa.string(),
+        "Edm.Guid": pa.string(),
+    }[prop.edm]  # fmt: skip
+
+
+CLAIM_SCHEMA = pa.schema(
+    [pa.field(p.name, _arrow_type(p), nullable=p.nullable) for p in CLAIM],
+    metadata={b"odata.entity_set": b"Claims", b"odata.key": b"id"},
+)
+
+
+def claims_table(claims: Claims, positions: np.ndarray) -> pa.Table:
+    """Some claims, typed as CLAIM_SCHEMA, from the same columns the server serves."""
+    arrays = []
+    for prop, field in zip(CLAIM, CLAIM_SCHEMA, strict=True):
+        values, nulls = claims.column(prop.name, positions)
+        if prop.edm == "Edm.Decimal":
+            array = pa.array(claims.json_column(prop.name, positions), field.type)
+        elif prop.name == "submittedAt":
+            array = pa.array(values * 1_000_000, pa.int64(), mask=nulls).cast(field.type)
+        elif prop.edm == "Edm.DateTimeOffset":  # lastModified: UTC microseconds already
+            array = pa.array(values, pa.int64(), mask=nulls).cast(field.type)
+        elif prop.edm == "Edm.Date":
+            array = pa.array(values.astype(np.int32), pa.int32(), mask=nulls).cast(field.type)
+        elif values.dtype == object:
+            array = pa.array(values.tolist(), field.type)
+        else:
+            array = pa.array(values, mask=nulls).cast(field.type)  # safe: overflow raises
+        arrays.append(array)
+    return pa.Table.from_arrays(arrays, schema=CLAIM_SCHEMA)
+
+
+def write_claims(claims: Claims, path: Path) -> int:
+    """The claims alone, as ``export_truth`` writes them into claims.parquet."""
+    with pq.ParquetWriter(path, CLAIM_SCHEMA, compression="zstd") as writer:
+        for start in range(0, claims.size, BATCH):
+            positions = np.arange(start, min(start + BATCH, claims.size), dtype=np.int64)
+            writer.write_table(claims_table(claims, positions))
+    return claims.size
