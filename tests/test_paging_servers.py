@@ -26,7 +26,7 @@ class Server:
     rows: int = 250
     cap: int = 100  # most rows in a page
     honours_top: bool = True  # False: every page holds `cap` rows whatever $top says
-    links: str = "skiptoken"  # skiptoken (relative, opaque), skip (absolute), none
+    links: str = "skiptoken"  # skiptoken (relative), root (relative to the context), skip, none
     totals: str = "standard"  # standard (@odata.count with $count=true), bizagi, none
     empty_last: bool = False  # a full last page still links to an empty one
     slow_first: float = 0.0  # seconds the first answer takes
@@ -44,7 +44,9 @@ class Server:
         )
         end = min(self.rows, start + size)
         body: dict[str, Any] = {
-            "@odata.context": "$metadata#Rows",
+            "@odata.context": f"{request.base_url}odata/$metadata#Sets(1)/Rows"
+            if self.links == "root"
+            else "$metadata#Rows",
             "value": [{"@odata.id": f"Rows({i})", "id": i} for i in range(start, end)],
         }
         if self.totals == "bizagi":
@@ -56,19 +58,25 @@ class Server:
             body["@odata.nextLink"] = (
                 f"Rows?$skiptoken={base64.urlsafe_b64encode(str(end).encode()).decode()}"
             )
+        elif more and self.links == "root":  # relative to the service root, via the context
+            token = base64.urlsafe_b64encode(str(end).encode()).decode()
+            body["@odata.nextLink"] = f"Sets(1)/Rows?$skiptoken={token}"
         elif more and self.links == "skip":
             body["@odata.nextLink"] = f"{request.base_url}odata/Rows?$top={size}&$skip={end}"
         return JSONResponse(body)
 
 
-def fetch(server: Server, **settings: Any) -> tuple[list[int], QueryStats]:
-    app = Starlette(routes=[Route("/odata/Rows", server.page)])
+def fetch(
+    server: Server, path: str = "odata/Rows", **settings: Any
+) -> tuple[list[int], QueryStats]:
+    app = Starlette(routes=[Route("/odata/Rows", server.page),
+                            Route("/odata/Sets(1)/Rows", server.page)])  # fmt: skip
     with AsgiServer(app) as http:
         values = {"base_url": http.base_url, "client_id": "c", "client_secret": "the-token",
                   "auth_method": "bearer_token", **settings}  # fmt: skip
         with BizagiClient(BizagiSettings(**values)) as client:
-            stats = QueryStats(path="odata/Rows")
-            ids = [row["id"] for row in iter_rows(client, "odata/Rows", stats=stats)]
+            stats = QueryStats(path=path)
+            ids = [row["id"] for row in iter_rows(client, path, stats=stats)]
     return ids, stats
 
 
@@ -81,6 +89,14 @@ def test_every_row_exactly_once_however_the_server_pages(links, totals, honours_
     assert ids == list(range(250))
     assert stats.duplicates == 0
     assert stats.server_total == (None if totals == "none" else 250)
+
+
+def test_a_link_relative_to_the_service_root_resolves_against_the_context():
+    """OData JSON: relative URLs are relative to the context URL when there is one; against
+    the request URL, "Sets(1)/Rows?..." would become odata/Sets(1)/Sets(1)/Rows."""
+    server = Server(links="root")
+    ids, _ = fetch(server, path="odata/Sets(1)/Rows")
+    assert ids == list(range(250))
 
 
 def test_the_total_is_asked_the_standard_way_once():

@@ -216,7 +216,12 @@ class _Pager:
     ) -> str | None:
         link = body.get("@odata.nextLink")
         if link:
-            return self._follow(url, str(link))
+            # A relative link is relative to the payload's context URL, or else to the request
+            # URL (OData JSON format, "Relative URLs"); a service-root-relative link such as
+            # "processes(1)/cases?$skiptoken=..." only resolves right against the context.
+            context = body.get("@odata.context")
+            base = urljoin(url, context) if isinstance(context, str) and context else url
+            return self._follow(base, str(link))
         if not value or self.seen_links:
             return None  # an empty page, or a server that links its pages and linked no more
         # No next link. A server that caps pages below $top may still hold rows: trust its
