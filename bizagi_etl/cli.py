@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import datetime as dt
 import importlib
+import logging
+import os
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +21,28 @@ from bizagi_etl import __version__
 if TYPE_CHECKING:
     from bizagi_etl.pipeline import Catalog, PipelineSettings
 
-_DAY = click.DateTime(formats=["%Y-%m-%d"])
+DEBUG = "bizagi_etl.debug"  # ctx.meta key: show tracebacks and the redacted HTTP log
+
+
+class Day(click.ParamType):
+    """A UTC day written YYYY-MM-DD, four-digit year; an impossible day says so."""
+
+    name = "YYYY-MM-DD"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, dt.date):
+            return value
+        text = str(value).strip()
+        shown = text if len(text) <= 40 else f"{text[:25]}... ({len(text):,} chars)"
+        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+            self.fail(f"expected a day as YYYY-MM-DD (four-digit year), got {shown!r}", param, ctx)
+        try:
+            return dt.date.fromisoformat(text)
+        except ValueError as exc:
+            self.fail(f"{shown} is not a real day ({exc})", param, ctx)
+
+
+_DAY = Day()
 
 
 # command -> the module that defines it, imported only when the command runs
@@ -26,7 +50,21 @@ _LAZY_COMMANDS = {"emulator": "bizagi_etl.emulator.command", "demo": "bizagi_etl
 
 
 class _LazyGroup(click.Group):
-    """A group whose commands in ``_LAZY_COMMANDS`` are imported when used (click's recipe)."""
+    """A group whose commands in ``_LAZY_COMMANDS`` are imported when used (click's recipe),
+    and whose failures are one line each, never a traceback (unless ``--debug``)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as exc:
+            if ctx.meta.get(DEBUG):
+                raise
+            from bizagi_etl.failures import explain
+
+            click.echo(f"FAILED: {explain(exc)}", err=True)
+            ctx.exit(1)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted([*super().list_commands(ctx), *_LAZY_COMMANDS])
@@ -41,8 +79,18 @@ class _LazyGroup(click.Group):
 
 @click.group(cls=_LazyGroup)
 @click.version_option(__version__, prog_name="bizagi-etl")
-def main() -> None:
+@click.option("--debug", is_flag=True,
+              help="On failure show the traceback; log HTTP (redacted) at DEBUG "
+              "[env BIZAGI_LOG_LEVEL=DEBUG].")  # fmt: skip
+@click.pass_context
+def main(ctx: click.Context, debug: bool) -> None:
     """Extract a Bizagi project's OData API into Parquet and DuckDB."""
+    level = "DEBUG" if debug else os.environ.get("BIZAGI_LOG_LEVEL", "WARNING").upper()
+    ctx.meta[DEBUG] = level == "DEBUG"
+    if level not in logging.getLevelNamesMapping():
+        raise click.BadParameter(f"BIZAGI_LOG_LEVEL: expected DEBUG, INFO, WARNING or ERROR, "
+                                 f"got {level[:20]!r}")  # fmt: skip
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
 @main.command()
@@ -112,8 +160,8 @@ def streams(streams_file: Path | None) -> None:
               "[env BIZAGI_DUCKDB_MEMORY_LIMIT; default 128MB].")  # fmt: skip
 def extract(
     stream_names: tuple[str, ...],
-    start: dt.datetime | None,
-    end: dt.datetime | None,
+    start: dt.date | None,
+    end: dt.date | None,
     lake: Path | None,
     warehouse: Path | None,
     no_load: bool,
@@ -121,28 +169,28 @@ def extract(
     duckdb_memory_limit: str | None,
 ) -> None:
     """Extract STREAM... over [start, end) into the lake, and load the warehouse."""
-    from bizagi_etl.connector import BizagiClient, BizagiError, BizagiSettings
+    from bizagi_etl.connector import BizagiClient, BizagiSettings
     from bizagi_etl.console import run_and_report
 
     today = dt.datetime.now(dt.UTC).date()
-    first = start.date() if start else today - dt.timedelta(days=1)
-    last = end.date() if end else today
+    first = start or today - dt.timedelta(days=1)
+    last = end or today
     if not first < last:
         raise click.UsageError(f"--start ({first}) must be before --end ({last}); end is exclusive")
     where = _pipeline_settings(lake=lake, warehouse=warehouse, streams_file=streams_file,
                                duckdb_memory_limit=duckdb_memory_limit)  # fmt: skip
     catalog = _catalog(where)
-    try:
-        settings = BizagiSettings.from_env()
-        with BizagiClient(settings) as client:
-            run_and_report(client, catalog, stream_names, where.lake,
-                           None if no_load else where.warehouse, first, last,
-                           where.duckdb_memory_limit)  # fmt: skip
-    except BizagiError as exc:
-        from bizagi_etl.connector import diagnose
+    settings = BizagiSettings.from_env()
+    with BizagiClient(settings) as client:
+        report = run_and_report(client, catalog, stream_names, where.lake,
+                                None if no_load else where.warehouse, first, last,
+                                where.duckdb_memory_limit)  # fmt: skip
+    if report.failed:
+        from bizagi_etl.failures import explain
 
-        click.echo(f"FAILED: {diagnose(exc)}", err=True)
-        raise SystemExit(1) from None
+        for name, error in report.failed.items():
+            click.echo(f"FAILED: stream {name}: {explain(error)}", err=True)
+        raise SystemExit(1)
 
 
 def _pipeline_settings(**options: Any) -> PipelineSettings:

@@ -107,3 +107,9 @@ class LockError(StorageError):
 
 class WarehouseError(BizagiError):
     """DuckDB refused a load for want of resources; the transaction was rolled back."""
+
+
+def excerpt(value: object, limit: int = 80) -> str:
+    """A value as an error message may echo it: its repr, cut to a readable length."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 15]}... ({len(text):,} chars)"

@@ -38,7 +38,8 @@ def literal(value: Literal) -> str:
                 f"a DateTimeOffset needs a time zone, got naive {value.isoformat()}"
             )
         utc = value.astimezone(dt.UTC)
-        text = utc.strftime("%Y-%m-%dT%H:%M:%S")
+        # not strftime: glibc writes year 1 as "1", which no server reads
+        text = f"{utc.year:04d}-{utc.month:02d}-{utc.day:02d}T{utc:%H:%M:%S}"
         return f"{text}.{utc.microsecond:06d}Z" if utc.microsecond else f"{text}Z"
     if isinstance(value, dt.date):
         return value.isoformat()

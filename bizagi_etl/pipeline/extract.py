@@ -40,7 +40,14 @@ from bizagi_etl.connector import (
 )
 from bizagi_etl.pipeline.frames import combine, empty_table, to_table
 from bizagi_etl.pipeline.lake import Lake, WrittenPartition
-from bizagi_etl.pipeline.streams import DAILY, FAMILY, Catalog, Stream, apply_metadata
+from bizagi_etl.pipeline.streams import (
+    DAILY,
+    FAMILY,
+    Catalog,
+    Stream,
+    apply_metadata,
+    check_attributes,
+)
 
 if TYPE_CHECKING:  # loading is the warehouse's job: extracting never imports duckdb
     from bizagi_etl.pipeline.warehouse import Warehouse
@@ -125,7 +132,10 @@ def typed_by_metadata(client: BizagiClient, stream: Stream) -> Stream:
         return stream
     path = stream.path.format(process_id="0") if stream.fan_out else stream.path
     entity = entity_type_at(client, path)
-    return stream if entity is None else apply_metadata(stream, entity)
+    if entity is None:
+        return stream
+    check_attributes(stream, [p.name for p in entity.properties], f"$metadata of {path}")
+    return apply_metadata(stream, entity)
 
 
 def extract_stream(
@@ -254,6 +264,7 @@ class _Run:
         self.result = ExtractResult(stream=stream.name)
         self.rows_seen = 0
         self.pages_seen = 0
+        self.checked = False  # key and cursor checked against the first records
         self._lock = threading.Lock()  # progress counters, shared by the worker threads
 
     def snapshot(self) -> None:
@@ -312,15 +323,18 @@ class _Run:
         window = odata.window(self.stream.cursor, lo, hi)
         for page in iter_pages(self.client, path, filter=window, stats=fetched.stats):
             records = [self._flat(r, process_id) for r in page.rows]
-            self._count(len(records), 1)
+            self._count(records, 1)
             kept, days, outside = self._route(records, lo, hi)
             fetched.outside_window += outside
             fetched.buffers.add(kept, days)  # one conversion per page, split by day later
         return fetched
 
-    def _count(self, rows: int, pages: int) -> None:
+    def _count(self, records: list[Record], pages: int) -> None:
         with self._lock:
-            self.rows_seen += rows
+            if records and not self.checked:  # before the first page is written anywhere
+                check_attributes(self.stream, records[0], f"the records of {self.stream.path}")
+                self.checked = True
+            self.rows_seen += len(records)
             self.pages_seen += pages
             if self.progress:
                 self.progress(self.stream.name, self.rows_seen, self.pages_seen)
@@ -335,7 +349,7 @@ class _Run:
         self.result.queries.append(stats)
         for page in iter_pages(self.client, path, filter=filter_, stats=stats):
             records = [self._flat(r, process_id) for r in page.rows]
-            self._count(len(records), 1)
+            self._count(records, 1)
             yield records
 
     def _flat(self, record: Record, process_id: str | None) -> Record:

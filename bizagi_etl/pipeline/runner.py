@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from bizagi_etl.connector import BizagiClient
+from bizagi_etl.connector import (
+    BizagiClient,
+    BizagiError,
+    ClientError,
+    PagingError,
+    ResponseError,
+    SchemaError,
+)
 from bizagi_etl.pipeline.extract import (
     ExtractResult,
     Progress,
@@ -19,12 +27,21 @@ from bizagi_etl.pipeline.lake import Lake
 from bizagi_etl.pipeline.streams import BUILTIN, BUILTIN_KIND, SNAPSHOT, Catalog, Stream
 from bizagi_etl.pipeline.warehouse import Warehouse
 
+log = logging.getLogger(__name__)
+
+
+# A stream's own problem (a wrong key or path, data that does not fit, a server that pages
+# badly) fails that stream only; what every stream would meet (credentials, network, a full
+# disk, settings) stops the run.
+STREAM_ERRORS = (SchemaError, ClientError, PagingError, ResponseError)
+
 
 @dataclass(slots=True)
 class RunReport:
     results: list[ExtractResult] = field(default_factory=list)
     loaded: dict[str, int] = field(default_factory=dict)  # table -> rows in loaded partitions
     views: list[str] = field(default_factory=list)
+    failed: dict[str, BizagiError] = field(default_factory=dict)  # stream -> why it failed
 
 
 def run(
@@ -38,14 +55,21 @@ def run(
     end: dt.date | None,
     progress: Progress | None = None,
 ) -> RunReport:
-    """Extract each named stream into the lake and, given a warehouse, load it and the views."""
+    """Extract each named stream into the lake and, given a warehouse, load it and the views.
+
+    A stream that fails on its own account (``STREAM_ERRORS``) is reported in ``failed`` and
+    the others go on; nothing of it lands, so it poisons nothing.
+    """
     report = RunReport()
     streams = resolve_streams(client, catalog, list(names))
     for stream in streams:
         extracted_at = dt.datetime.now(dt.UTC)
-        result = extract_stream(
-            client, stream, lake, start=start, end=end, extracted_at=extracted_at, progress=progress
-        )
+        try:
+            result = extract_stream(client, stream, lake, start=start, end=end,
+                                    extracted_at=extracted_at, progress=progress)  # fmt: skip
+        except STREAM_ERRORS as exc:
+            report.failed[stream.name] = exc
+            continue
         report.results.append(result)
         if warehouse is not None:
             report.loaded |= load_result(warehouse, result, extracted_at)
@@ -66,6 +90,11 @@ def refresh_views(warehouse: Warehouse, streams: Sequence[Stream]) -> list[str]:
         if stream.kind == BUILTIN_KIND or stream.partitioning != SNAPSHOT:
             continue  # the built-in snapshot tables have theirs in sql/
         for table, key in stream.tables_among(present):
-            if table in present:
-                views.append(warehouse.create_latest_view(table, key))
+            if table not in present:
+                continue
+            if not set(key) <= set(warehouse.columns(table)):  # a key the table never had
+                log.warning("analytics.latest_%s: key %s is not a column of bizagi.%s; skipped",
+                            table, list(key), table)  # fmt: skip
+                continue
+            views.append(warehouse.create_latest_view(table, key))
     return views

@@ -19,6 +19,7 @@ import orjson
 import pyarrow as pa
 
 from bizagi_etl.connector import EntityType, SchemaError
+from bizagi_etl.connector.errors import excerpt
 from bizagi_etl.pipeline.schema import (
     BIZAGI_TYPES,
     TIMESTAMP,
@@ -26,6 +27,7 @@ from bizagi_etl.pipeline.schema import (
     arrow_type,
     check_identifier,
     edm_arrow_type,
+    safe_name,
     unique_names,
 )
 
@@ -378,7 +380,7 @@ class Catalog:
                 return stream
         members = [f"{s.table_prefix}<name>" for s in self.all() if s.kind == FAMILY]
         raise SchemaError(
-            f"unknown stream {name!r}; known: {', '.join(s.name for s in self.all())}"
+            f"unknown stream {excerpt(name)}; known: {', '.join(s.name for s in self.all())}"
             + "".join(f", {m}" for m in members)
         )
 
@@ -411,3 +413,22 @@ def apply_metadata(stream: Stream, entity: EntityType) -> Stream:
     else:
         ordered = [*stream.columns, *found.values()]
     return replace(stream, columns=tuple(ordered))
+
+
+def check_attributes(stream: Stream, attributes: Iterable[str], where: str) -> None:
+    """Fail before anything lands when the key or the cursor names no attribute of the
+    records (or of what the service's ``$metadata`` declares): a wrong key in a streams file
+    would otherwise land a table no view can be built on."""
+    present = set(attributes)
+    names = {c.name for c in stream.columns} | {safe_name(a) for a in present}
+    missing = [k for k in stream.key if k not in names]
+    if stream.cursor is not None and stream.cursor not in present | {
+        c.source for c in stream.columns
+    }:
+        missing.append(stream.cursor)
+    if missing:
+        known = ", ".join(sorted(present)[:20]) + (", ..." if len(present) > 20 else "")
+        raise SchemaError(
+            f"stream {stream.name!r}: {' and '.join(map(repr, missing))} names no attribute of "
+            f"{where} (attributes: {known or 'none'}); fix key/cursor in the streams file"
+        )
