@@ -56,6 +56,17 @@ def test_eager_packages_declare_exactly_what_they_import(package):
     assert public <= set(module.__all__)
 
 
+@pytest.mark.parametrize("package", ["bizagi_etl", "bizagi_etl.pipeline"])
+def test_no_lazy_export_is_shadowed_by_a_submodule(package):
+    """Importing bizagi_etl.pipeline.run would set the package's attribute `run` to the
+    module, hiding a function of that name: exports and module names must differ."""
+    import pkgutil
+
+    module = importlib.import_module(package)
+    submodules = {m.name for m in pkgutil.iter_modules(module.__path__)}
+    assert set(module.__all__) & submodules == set()
+
+
 def test_an_unknown_name_of_a_lazy_package_is_an_attribute_error():
     import bizagi_etl.pipeline
 

@@ -32,10 +32,18 @@ from bizagi_etl.connector.metadata import (
     parse_csdl,
     service_root,
 )
-from bizagi_etl.connector.paging import Page, QueryStats, iter_pages, iter_rows, total_of
+from bizagi_etl.connector.paging import (
+    AUTO_PAGE_SIZE,
+    Page,
+    QueryStats,
+    iter_pages,
+    iter_rows,
+    total_of,
+)
 from bizagi_etl.connector.settings import ENV_VARS, BizagiSettings, Secret, env_values
 
 __all__ = [
+    "AUTO_PAGE_SIZE",
     "ENV_VARS",
     "AuthError",
     "BizagiClient",
