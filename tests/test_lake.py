@@ -1,16 +1,22 @@
-"""The lake: paths it owns, partitions swapped in whole, and what a crash leaves."""
+"""The lake: paths it owns, partitions swapped in whole, and what a crash leaves.
+
+Processes, kills, full disks and locks held elsewhere: tests/test_storage_hardening.py."""
 
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import os
+from pathlib import Path
 
+import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from bizagi_etl.connector.errors import SchemaError
-from bizagi_etl.pipeline.lake import TRASH, Lake, extracted_at_of
+from bizagi_etl.pipeline import lake as lake_module
+from bizagi_etl.pipeline.lake import OLD, STAGING, TRASH, Lake, extracted_at_of
 
 AT = dt.datetime(2026, 11, 2, 3, 4, 5, tzinfo=dt.UTC)
 SCHEMA = pa.schema([("id", pa.int64()), ("name", pa.string())])
@@ -69,7 +75,8 @@ def test_rewrite_replaces_the_partition(tmp_path):
     _write(lake, "2025-01-02", [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}])
     _write(lake, "2025-01-02", [{"id": 2, "name": "B"}])
     assert lake.read("things").to_pylist() == [{"id": 2, "name": "B"}]
-    assert not list((tmp_path / "things" / TRASH).glob("*")), "no old copy kept"
+    assert [p.name for p in (tmp_path / "things").iterdir()] == ["day=2025-01-02"]
+    assert list(lake.staging_dir("things").iterdir()) == [], "no old copy kept"
 
 
 def test_batches_with_new_columns_are_unified(tmp_path):
@@ -96,20 +103,98 @@ def test_crash_while_writing_leaves_the_old_partition(tmp_path):
     assert lake.read("things").to_pylist() == [{"id": 1, "name": "old"}]
     _write(lake, "2025-01-02", [{"id": 1, "name": "new"}])
     assert lake.read("things").to_pylist() == [{"id": 1, "name": "new"}]
-    assert not list((tmp_path / "things" / "_staging").glob("*"))
+    assert list(lake.staging_dir("things").iterdir()) == []
 
 
-def test_crash_between_the_two_renames_is_repaired(tmp_path):
+def test_new_versions_are_staged_outside_the_table_and_swapped_whole(tmp_path):
+    lake = Lake(tmp_path)
+    _write(lake, "2025-01-02", [{"id": 1, "name": "old"}])
+    glob = f"read_parquet('{tmp_path / 'things'}/**/*.parquet')"
+    seen = {}
+
+    def look(staging: Path) -> None:
+        assert staging.parent == tmp_path / STAGING / "things", "outside the table's folder"
+        seen["during"] = duckdb.sql(f"SELECT name FROM {glob}").fetchall()
+
+    _write(lake, "2025-01-02", [{"id": 1, "name": "new"}], before_swap=look)
+    assert seen["during"] == [("old",)], "a glob never sees the staged version"
+    assert duckdb.sql(f"SELECT name FROM {glob}").fetchall() == [("new",)]
+
+
+def test_a_killed_write_is_cleaned_by_the_next_write_of_any_day(tmp_path):
+    lake = Lake(tmp_path)
+    _write(lake, "2025-01-02", [{"id": 1, "name": "old"}])
+    # What a kill leaves: a staged version half written, and an old version not yet deleted.
+    staged = lake.staging_dir("things")
+    (staged / "day=2025-01-02.0123abcd").mkdir()
+    (staged / "day=2025-01-02.0123abcd" / "part-00000.parquet").write_bytes(b"half")
+    (staged / "day=2025-01-05.4567abcd").mkdir()
+    assert lake.read("things").to_pylist() == [{"id": 1, "name": "old"}]
+    _write(lake, "2025-01-03", [{"id": 5, "name": "other day"}])
+    assert list(staged.iterdir()) == []
+    assert sorted(r["id"] for r in lake.read("things").to_pylist()) == [1, 5]
+
+
+def test_a_live_writers_staging_is_left_alone(tmp_path):
+    """Another lake object (another run) holding a writer open: its staging is not stale."""
+    busy, lake = Lake(tmp_path), Lake(tmp_path)
+    writer = busy.open_partition("things", "day", "2025-01-02", SCHEMA, AT)
+    writer.write(pa.Table.from_pylist([{"id": 1, "name": "busy"}], SCHEMA))
+    _write(lake, "2025-01-03", [{"id": 2, "name": "other"}])
+    assert writer.staging.exists()
+    writer.commit()
+    assert sorted(r["id"] for r in lake.read("things").to_pylist()) == [1, 2]
+
+
+def _aside(lake: Lake, written, folder: Path, name: str) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    os.rename(written.path, folder / name)
+
+
+def test_a_swap_by_two_renames_killed_between_them_is_repaired_by_any_write(tmp_path):
+    """Without RENAME_EXCHANGE a kill between the renames leaves the old version aside."""
     lake = Lake(tmp_path)
     written = _write(lake, "2025-01-02", [{"id": 1, "name": "old"}])
-    # What a crash right after the first rename leaves: the partition only in the trash.
-    trash = tmp_path / "things" / TRASH
-    trash.mkdir()
-    os.rename(written.path, trash / f"{written.path.name}.deadbeef")
+    _aside(lake, written, lake.staging_dir("things"), f"day=2025-01-02.deadbeef{OLD}")
     assert lake.read("things").to_pylist() == [{"id": 1, "name": "old"}], "readers still see it"
     assert lake.partitions("things") == [("day", "2025-01-02")]
     _write(lake, "2025-01-03", [{"id": 5, "name": "other day"}])
-    assert written.path.parent.joinpath("day=2025-01-02").exists() is False, "others untouched"
-    _write(lake, "2025-01-02", [{"id": 2, "name": "new"}])
-    assert sorted(r["id"] for r in lake.read("things").to_pylist()) == [2, 5]
-    assert not list(trash.glob("*"))
+    assert written.path.exists(), "put back by the write of another day"
+    assert sorted(r["id"] for r in lake.read("things").to_pylist()) == [1, 5]
+    assert list(lake.staging_dir("things").iterdir()) == []
+
+
+def test_the_earlier_layouts_leftovers_are_repaired_by_any_write(tmp_path):
+    """Lakes written before staging moved out of the table: {table}/_trash and _staging."""
+    lake = Lake(tmp_path)
+    written = _write(lake, "2025-01-02", [{"id": 1, "name": "old"}])
+    _aside(lake, written, tmp_path / "things" / TRASH, "day=2025-01-02.deadbeef")
+    (tmp_path / "things" / "_staging" / "day=2025-01-04.cafe").mkdir(parents=True)
+    assert lake.read("things").to_pylist() == [{"id": 1, "name": "old"}], "readers still see it"
+    _write(lake, "2025-01-03", [{"id": 5, "name": "other day"}])
+    assert sorted(p.name for p in (tmp_path / "things").iterdir()) == [
+        "day=2025-01-02",
+        "day=2025-01-03",
+    ]
+    assert sorted(r["id"] for r in lake.read("things").to_pylist()) == [1, 5]
+
+
+def _no_exchange(source: Path, target: Path, flags: int) -> None:
+    raise OSError(errno.EINVAL, "Invalid argument", str(source))
+
+
+def test_without_rename_exchange_two_renames_replace_and_repair(tmp_path, monkeypatch):
+    """Other systems and file systems: two renames under the table's swap lock, whose holder
+    also puts back what a killed swap left aside (even while other runs write the table)."""
+    monkeypatch.setattr(lake_module, "_renameat2", _no_exchange)
+    lake = Lake(tmp_path)
+    _write(lake, "2025-01-02", [{"id": 1, "name": "a"}])
+    written = _write(lake, "2025-01-02", [{"id": 1, "name": "b"}])
+    assert lake.read("things").to_pylist() == [{"id": 1, "name": "b"}]
+    assert list(lake.staging_dir("things").iterdir()) == []
+    _aside(lake, written, lake.staging_dir("things"), f"day=2025-01-02.deadbeef{OLD}")
+    busy = Lake(tmp_path).open_partition("things", "day", "2025-01-09", SCHEMA, AT)  # no sweep
+    _write(lake, "2025-01-03", [{"id": 5, "name": "other day"}])
+    assert sorted(r["id"] for r in lake.read("things").to_pylist()) == [1, 5]
+    assert [p.name for p in lake.staging_dir("things").iterdir()] == [busy.staging.name]
+    busy.abort()

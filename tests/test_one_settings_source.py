@@ -50,6 +50,7 @@ def every_setting(tmp_path: Path) -> dict[str, str]:
         "BIZAGI_DUCKDB_MEMORY_LIMIT": "64MB",
         "BIZAGI_STREAMS_FILE": str(tmp_path / "streams.toml"),
         "BIZAGI_START_DATE": "2025-02-03",
+        "BIZAGI_LOCK_TIMEOUT": "45",
     }
     assert set(env) == set(ENV_VARS.values()) | set(PIPELINE_ENV_VARS.values())
     return env
@@ -74,6 +75,7 @@ def test_the_dagster_resources_read_every_setting_as_the_cli_does(tmp_path, monk
     assert Path(lakehouse.warehouse_path) == where.warehouse == tmp_path / "my.duckdb"
     assert lakehouse.duckdb_memory_limit == where.duckdb_memory_limit == "64MB"
     assert where.start_date == dt.date(2025, 2, 3)
+    assert lakehouse.lock_timeout == where.lock_timeout == 45
 
 
 def test_unset_settings_take_the_librarys_defaults_in_both():

@@ -223,9 +223,8 @@ def test_crash_before_swap_keeps_the_old_partition(small_server, tmp_path):
     assert all(readable[p].equals(t) for p, t in old_files.items())
     _, after, _ = _extract_cases(small_server, tmp_path, start, end)
     assert after == before
-    assert not (lake.table_dir("cases") / "_staging").exists() or not any(
-        (lake.table_dir("cases") / "_staging").iterdir()
-    ), "the next run cleans up"
+    staging = lake.staging_dir("cases")
+    assert not staging.exists() or not any(staging.iterdir()), "the next run cleans up"
 
 
 def test_drift_adds_columns_without_losing_rows(make_server, tmp_path):

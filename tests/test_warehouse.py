@@ -8,7 +8,12 @@ from decimal import Decimal
 import pyarrow as pa
 import pytest
 
-from bizagi_etl.connector.errors import SchemaError, SettingsError, WarehouseError
+from bizagi_etl.connector.errors import (
+    SchemaError,
+    SettingsError,
+    StorageError,
+    WarehouseError,
+)
 from bizagi_etl.pipeline.lake import Lake
 from bizagi_etl.pipeline.warehouse import Warehouse
 
@@ -165,3 +170,13 @@ def test_a_load_the_memory_limit_cannot_hold_fails_clearly_and_keeps_what_landed
             w.load_partitions("t", both, AT)
         kept = w.query("SELECT _partition, id, text FROM bizagi.t")
     assert kept == [("2025-01-01", 1, "kept")]
+
+
+def test_a_lake_file_that_vanished_is_not_blamed_on_the_warehouse(lake, warehouse, tmp_path):
+    """Only errors about the warehouse's own files become its StorageError."""
+    _put(lake, warehouse, "2025-01-01", pa.table({"id": [1, 2]}))
+    gone = tmp_path / "gone" / "part-00000.parquet"
+    with pytest.raises(Exception, match="gone") as caught:
+        warehouse.load_partition("t", "2025-01-01", [gone], AT)
+    assert not isinstance(caught.value, StorageError)
+    assert warehouse.count("t", "2025-01-01") == 2

@@ -1,37 +1,72 @@
 """The Parquet lake: ``{root}/{table}/{column}={value}/part-NNNNN.parquet``.
 
-A partition is written whole into ``{root}/{table}/_staging/`` and then swapped in with two
-renames, so readers never see half a partition and a rerun leaves exactly one copy. A crash
-while writing leaves the previous partition as it was; after a crash between the two renames,
-readers find the previous version in ``_trash/`` and the next write of that partition puts it
-back before replacing it. Two writers of the same partition at once are not supported (Dagster
-runs one per partition). This module owns every path.
+Writing. A partition's new version is written whole into its own staging folder,
+``{root}/_staging/{table}/{column}={value}.{token}/``, outside the table's folder, so no reader
+(this module, DuckDB's ``read_parquet('{table}/day=*/*.parquet')`` or ``'{table}/**/*.parquet'``,
+a pyarrow dataset) ever lists it. It is then swapped in with one ``renameat2(RENAME_EXCHANGE)``:
+the partition's path names the whole old version, then the whole new one, never nothing and
+never both; the old version, now at the staging path, is deleted. A new partition is moved in
+with ``renameat2(RENAME_NOREPLACE)``. Where the exchange is not supported (not Linux, or a file
+system without it, e.g. NFS), the swap takes two renames under the table's swap lock; between
+them the partition is briefly absent from its folder (this module's readers then read it from
+staging, a glob misses it) and a crash there leaves it in staging until the next write of the
+table puts it back.
+
+Concurrent runs. A process writing a table holds a shared ``flock`` on
+``{root}/_locks/{table}.lock`` while it has staging folders. Writers of the same table, in one
+process or several, run side by side: each only touches its own staging folders, and two swaps
+of the same partition each land whole (the last one wins). A writer that finds the lock free
+takes it exclusively for a moment first: holding it, it knows every leftover in the table's
+staging is stale (its writer died: a kill releases every flock) and removes it, putting back
+a partition a crash left in staging. So the next write of any window of a table cleans up
+after a killed one. Waiting for a lock is bounded by ``lock_timeout``; beyond it a
+``LockError`` names the holder (pid, host, since when).
+
+Errors. A root that is a file or lies under one, a folder that cannot be created (``/proc``),
+permissions, a read-only or full disk raise ``StorageError`` saying what, where and what to
+do; the new version is dropped and the partition keeps its previous version. This module owns
+every path.
 """
 
 from __future__ import annotations
 
+import ctypes
 import datetime as dt
+import errno
+import functools
 import logging
 import os
 import re
 import shutil
+import socket
+import sys
+import threading
+import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from bizagi_etl.connector import SchemaError
+from bizagi_etl.connector import BizagiError, SchemaError
+from bizagi_etl.connector.errors import LockError, StorageError
 from bizagi_etl.pipeline.frames import combine
 from bizagi_etl.pipeline.schema import check_identifier
+from bizagi_etl.pipeline.settings import DEFAULT_LOCK_TIMEOUT
+
+if sys.platform != "win32":
+    import fcntl
 
 log = logging.getLogger(__name__)
 
 ROWS_PER_PART = 256 * 1024  # rows buffered before a part file is written
 ROW_GROUP = 128 * 1024
-STAGING, TRASH = "_staging", "_trash"
+STAGING, LOCKS = "_staging", "_locks"  # folders of the lake's root, never of a table
+TRASH = "_trash"  # earlier versions' folder inside a table: emptied by the next write
+OLD = ".old"  # suffix of a version put aside by a two-rename swap
 _VALUE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _COLUMNS = ("day", "snapshot")
 META_EXTRACTED_AT = b"bizagi_etl.extracted_at"
@@ -48,9 +83,16 @@ class WrittenPartition:
 
 
 class Lake:
-    def __init__(self, root: Path) -> None:
-        self.root = Path(root).resolve()
+    def __init__(self, root: Path, *, lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> None:
+        try:
+            self.root = Path(root).resolve()
+        except (OSError, RuntimeError) as exc:
+            raise StorageError(f"lake {root}: the path cannot be resolved: {exc}") from None
+        self.lock_timeout = lock_timeout
         self._table_dirs: dict[str, Path] = {}  # checked once: resolve() stats every component
+        self._mutex = threading.Lock()  # the table locks below, shared by this lake's threads
+        self._held: dict[str, _Held] = {}
+        check_folder(self.root, f"lake {self.root}", "BIZAGI_LAKE")
 
     def __repr__(self) -> str:
         return f"Lake({str(self.root)!r})"
@@ -70,15 +112,28 @@ class Lake:
             raise SchemaError(f"partition {column}={value!r}: expected day or snapshot=YYYY-MM-DD")
         return self.table_dir(table) / f"{column}={value}"
 
+    def staging_dir(self, table: str) -> Path:
+        """Where the table's new versions are written before their swap (outside the table)."""
+        return self.root / STAGING / self.table_dir(table).name
+
     def open_partition(
         self, table: str, column: str, value: str, schema: pa.Schema, extracted_at: dt.datetime
     ) -> PartitionWriter:
-        """A writer that streams batches into a new version of one partition (see ``commit``)."""
+        """A writer that streams batches into a new version of one partition (see ``commit``).
+
+        Until it is committed or aborted, it holds the table's lock shared.
+        """
         target = self.partition_dir(table, column, value)
-        self._recover(target)
-        staging = self.table_dir(table) / STAGING / f"{target.name}.{uuid.uuid4().hex}"
-        staging.mkdir(parents=True)
-        return PartitionWriter(self, table, column, value, target, staging, schema, extracted_at)
+        self._hold(table)
+        staging = self.staging_dir(table) / f"{target.name}.{uuid.uuid4().hex}"
+        try:
+            with self._errors(f"creating the staging folder of {table}/{target.name}", staging):
+                staging.mkdir(parents=True)
+        except BaseException:
+            self._release(table)
+            raise
+        return PartitionWriter(self, table, column, value, target, staging, schema, extracted_at,
+                               release=functools.partial(self._release, table))  # fmt: skip
 
     def write_partition(
         self,
@@ -104,27 +159,72 @@ class Lake:
             writer.abort()
             raise
 
-    def _recover(self, target: Path) -> None:
-        """Before writing a partition: finish what a crash of an earlier write left behind.
+    # -- locks and leftovers -------------------------------------------------------------------
 
-        Only this partition's leftovers are touched, so writers of other partitions of the same
-        table (parallel runs) are never disturbed.
+    def _hold(self, table: str) -> None:
+        """Hold the table's lock shared (once per lake object: its threads share it). The first
+        holder tries it exclusively first, and if it gets it, sweeps the table's leftovers."""
+        with self._mutex:
+            held = self._held.setdefault(table, _Held())
+            if held.users == 0:
+                path = self.root / LOCKS / f"{self.table_dir(table).name}.lock"
+                with self._errors(f"opening the lock file of {table}", path):
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    lock = _FileLock(path)
+                try:
+                    if lock.try_exclusive():
+                        self._sweep(table)
+                    lock.shared(self.lock_timeout, f"lake {self.root}: writing {table}")
+                except BaseException:
+                    lock.close()
+                    raise
+                held.lock = lock
+            held.users += 1
+
+    def _release(self, table: str) -> None:
+        with self._mutex:
+            held = self._held[table]
+            held.users -= 1
+            if held.users == 0 and held.lock is not None:
+                held.lock.close()
+                held.lock = None
+
+    def _sweep(self, table: str) -> None:
+        """Holding the table's lock exclusively: every leftover is stale, its writer dead.
+
+        A partition a crash left aside (a two-rename swap, or this module's earlier layout with
+        ``{table}/_trash`` and ``{table}/_staging``) is put back if it is missing; the rest goes.
         """
-        trash, staging = target.parent / TRASH, target.parent / STAGING
-        for old in _leftovers(trash, target.name):
-            if not target.exists():
-                log.warning("lake: restoring %s from an interrupted swap", target)
-                os.rename(old, target)
-            else:
-                shutil.rmtree(old, ignore_errors=True)
-        for stale in _leftovers(staging, target.name):
-            shutil.rmtree(stale, ignore_errors=True)
+        base, staged = self.table_dir(table), self.staging_dir(table)
+        aside = [p for p in _entries(staged) if p.name.endswith(OLD)]
+        restored = 0
+        with self._errors(f"putting back a partition of {table} a crash left aside", base):
+            for old in [*aside, *_entries(base / TRASH)]:
+                target = base / old.name.split(".", 1)[0]
+                if _is_partition(target.name) and not target.exists():
+                    log.warning("lake: restoring %s, which a killed run left aside", target)
+                    os.rename(old, target)
+                    restored += 1
+        stale = [*_entries(staged), *_entries(base / TRASH), *_entries(base / STAGING)]
+        for leftover in stale:
+            _remove(leftover)
+        for legacy in (base / TRASH, base / STAGING):
+            with _quiet():
+                legacy.rmdir()
+        if stale or restored:
+            log.warning("lake: %s: removed %d leftovers of killed runs, restored %d partitions",
+                        table, len(stale), restored)  # fmt: skip
+
+    def _errors(self, what: str, where: Path, after: str = "") -> AbstractContextManager[None]:
+        return _errors(self.root, what, where, after)
+
+    # -- reading -------------------------------------------------------------------------------
 
     def files(self, table: str, column: str | None = None, value: str | None = None) -> list[Path]:
         """Parquet files of a table, or of one partition; readers never see staging files.
 
-        A partition whose swap was interrupted between its two renames is read from the trash,
-        where its previous version waits to be restored by the next write.
+        A partition a two-rename swap (no ``RENAME_EXCHANGE``) has put aside and not yet
+        replaced is read where it waits.
         """
         pattern = f"{column}={value}" if column and value else "*=*"
         return sorted(
@@ -140,20 +240,26 @@ class Lake:
         """Tables present in the lake, optionally only those whose name starts with ``prefix``."""
         if not self.root.exists():
             return []
-        return sorted(
-            d.name for d in self.root.iterdir() if d.is_dir() and d.name.startswith(prefix)
-            and not d.name.startswith("_")
-        )  # fmt: skip
+        with self._errors("listing the tables", self.root):
+            return sorted(
+                d.name for d in self.root.iterdir() if d.is_dir() and d.name.startswith(prefix)
+                and not d.name.startswith("_")
+            )  # fmt: skip
 
     def _partition_dirs(self, table: str, pattern: str) -> list[Path]:
         base = self.table_dir(table)
-        dirs = [d for d in base.glob(pattern) if d.is_dir()]
-        present = {d.name for d in dirs}
-        for old in sorted((base / TRASH).glob(f"{pattern}.*")) if (base / TRASH).exists() else []:
-            name = old.name.rsplit(".", 1)[0]
-            if name not in present and not (base / name).exists():
-                dirs.append(old)
-                present.add(name)
+        with self._errors(f"listing the partitions of {table}", base):
+            dirs = [d for d in base.glob(pattern) if d.is_dir()]
+            present = {d.name for d in dirs}
+            aside = [
+                *sorted(self.staging_dir(table).glob(f"{pattern}.*{OLD}")),
+                *sorted((base / TRASH).glob(f"{pattern}.*")),  # the earlier layout's
+            ]
+            for old in aside:
+                name = old.name.split(".", 1)[0]
+                if name not in present and not (base / name).exists():
+                    dirs.append(old)
+                    present.add(name)
         return dirs
 
     def rows(self, table: str) -> int:
@@ -167,7 +273,8 @@ class Lake:
 
 
 class PartitionWriter:
-    """Writes one partition's new version under _staging, part file by part file, then swaps.
+    """Writes one partition's new version in its staging folder, part file by part file, then
+    swaps it in (``commit``) or drops it (``abort``).
 
     Batches are buffered up to ``ROWS_PER_PART`` rows, so memory holds one part, not the
     partition. Batches may bring new columns: each part has the schema of its own batches,
@@ -184,14 +291,18 @@ class PartitionWriter:
         staging: Path,
         schema: pa.Schema,
         extracted_at: dt.datetime,
+        *,
+        release: Callable[[], None] = lambda: None,
     ) -> None:
         self.lake, self.table, self.column, self.value = lake, table, column, value
+        self.release = release  # the table's lock, once the staging folder is gone
         self.target, self.staging, self.schema = target, staging, schema
         self.metadata = {META_EXTRACTED_AT: extracted_at.isoformat().encode()}
         self.pending: list[pa.Table] = []
         self.pending_rows = 0
         self.names: list[str] = []
         self.rows = 0
+        self.done = False  # committed or aborted: the staging folder is gone, the lock released
 
     def write(self, batch: pa.Table) -> None:
         if batch.num_rows == 0:
@@ -205,47 +316,304 @@ class PartitionWriter:
         data = combine(self.pending, self.schema, self.table)
         data = data.replace_schema_metadata({**(data.schema.metadata or {}), **self.metadata})
         name = f"part-{len(self.names):05d}.parquet"
-        pq.write_table(data, self.staging / name, compression="zstd", row_group_size=ROW_GROUP)
+        try:
+            with self._errors("writing", self.staging / name):
+                pq.write_table(
+                    data, self.staging / name, compression="zstd", row_group_size=ROW_GROUP
+                )
+        except BaseException:
+            self.abort()  # a full disk gets its space back at once
+            raise
         self.names.append(name)
         self.rows += data.num_rows
         self.pending, self.pending_rows = [], 0
 
     def commit(self, before_swap: Callable[[Path], None] | None = None) -> WrittenPartition:
-        """Write what is left (a typed empty file for an empty partition) and swap it in."""
-        if self.pending or not self.names:
-            self._flush()
-        if before_swap is not None:
-            before_swap(self.staging)
-        _swap(self.staging, self.target)
+        """Write what is left (a typed empty file for an empty partition) and swap it in.
+
+        On any failure the new version is dropped and the partition keeps its previous one.
+        """
+        try:
+            if self.pending or not self.names:
+                self._flush()
+            if before_swap is not None:
+                before_swap(self.staging)
+            with self._errors("swapping in", self.target):
+                self.target.parent.mkdir(parents=True, exist_ok=True)
+                _swap(self.lake, self.table, self.staging, self.target)
+        except BaseException:
+            self.abort()
+            raise
+        self._finish()  # the staging path now holds the previous version, or nothing
         files = tuple(self.target / n for n in self.names)
         log.debug("lake: %s/%s <- %d rows in %d files", self.table, self.target.name, self.rows,
                   len(files))  # fmt: skip
         return WrittenPartition(self.table, self.column, self.value, self.target, files, self.rows)
 
     def abort(self) -> None:
-        """Drop the new version; the previous partition stays as it was."""
-        shutil.rmtree(self.staging, ignore_errors=True)
+        """Drop the new version; the previous partition stays as it was. Safe to repeat."""
+        self._finish()
+
+    def _finish(self) -> None:
+        if self.done:
+            return
+        self.done = True
+        _remove(self.staging)
+        self.release()
+
+    def _errors(self, what: str, where: Path) -> AbstractContextManager[None]:
+        after = "the new version was dropped and the partition keeps its previous one"
+        return _errors(self.lake.root, f"{what} partition {self.table}/{self.target.name}",
+                       where, after)  # fmt: skip
 
 
-def _swap(staging: Path, target: Path) -> None:
-    if not target.exists():  # a new partition: nothing to put aside
-        os.rename(staging, target)
-        return
-    trash = target.parent / TRASH / f"{target.name}.{uuid.uuid4().hex}"
-    trash.parent.mkdir(exist_ok=True)
-    os.rename(target, trash)
-    os.rename(staging, target)
-    shutil.rmtree(trash, ignore_errors=True)
+# -- swapping ------------------------------------------------------------------------------------
 
 
-def _leftovers(folder: Path, name: str) -> list[Path]:
-    """What earlier writes of partition ``name`` left in ``folder`` (``name.<uuid>``)."""
+def _swap(lake: Lake, table: str, staging: Path, target: Path) -> None:
+    """Put ``staging``'s version at ``target``; ``staging`` then holds the old one, or nothing."""
+    for _attempt in range(100):  # another writer may create the partition meanwhile
+        try:
+            try:
+                _renameat2(staging, target, RENAME_EXCHANGE)
+                return
+            except FileNotFoundError:
+                if not staging.exists():
+                    raise
+            try:  # no partition yet
+                _renameat2(staging, target, RENAME_NOREPLACE)
+                return
+            except FileExistsError:
+                continue
+        except OSError as exc:
+            if exc.errno not in _UNSUPPORTED:
+                raise
+            _swap_by_two_renames(lake, table, staging, target)
+            return
+    raise OSError(errno.EAGAIN, "the partition kept changing under this swap", str(target))
+
+
+def _swap_by_two_renames(lake: Lake, table: str, staging: Path, target: Path) -> None:
+    """Where the exchange is unsupported: old version aside, new one in, under the table's swap
+    lock (so every version put aside that the lock's holder finds is a dead swapper's)."""
+    lock_path = lake.root / LOCKS / f"{target.parent.name}.swap"
+    lock = _FileLock(lock_path)
+    try:
+        lock.exclusive(lake.lock_timeout, f"lake {lake.root}: swapping a partition of {table}")
+        for old in _entries(staging.parent):
+            if old.name.endswith(OLD):
+                aside = target.parent / old.name.split(".", 1)[0]
+                if aside.exists():
+                    _remove(old)
+                else:
+                    log.warning("lake: restoring %s, which a killed run left aside", aside)
+                    os.rename(old, aside)
+        if target.exists():
+            old = staging.parent / f"{staging.name}{OLD}"
+            os.rename(target, old)
+            os.rename(staging, target)
+            _remove(old)
+        else:
+            os.rename(staging, target)
+    finally:
+        lock.close()
+
+
+_AT_FDCWD = -100
+RENAME_NOREPLACE, RENAME_EXCHANGE = 1, 2
+_UNSUPPORTED = {errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP}
+
+
+def _load_renameat2() -> Callable[..., int] | None:
+    try:
+        function = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):  # not Linux, or a libc without it
+        return None
+    function.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
+                         ctypes.c_uint]  # fmt: skip
+    function.restype = ctypes.c_int
+    return function
+
+
+_RENAMEAT2 = _load_renameat2()
+
+
+def _renameat2(source: Path, target: Path, flags: int) -> None:
+    if _RENAMEAT2 is None:
+        raise OSError(errno.ENOSYS, "renameat2 is not available here", str(source))
+    if _RENAMEAT2(_AT_FDCWD, os.fsencode(source), _AT_FDCWD, os.fsencode(target), flags):
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code), str(source), None, str(target))
+
+
+# -- locks -----------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Held:
+    """A table's lock as this lake object holds it: opened by the first user, closed by the
+    last (its threads share one shared flock)."""
+
+    lock: _FileLock | None = None
+    users: int = 0
+
+
+class _FileLock:
+    """``flock`` on a file that is never deleted; an exclusive holder writes who it is in it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.fd: int | None = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+
+    def try_exclusive(self) -> bool:
+        if not self._try(_EXCLUSIVE):
+            return False
+        self._sign()
+        return True
+
+    def exclusive(self, timeout: float, what: str) -> None:
+        self._wait(_EXCLUSIVE, timeout, what)
+        self._sign()
+
+    def shared(self, timeout: float, what: str) -> None:
+        self._wait(_SHARED, timeout, what)
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # releases the flock
+            self.fd = None
+
+    def _try(self, operation: int) -> bool:
+        if sys.platform == "win32":  # no flock: runs on one lake are not serialized there
+            return True
+        assert self.fd is not None
+        try:
+            fcntl.flock(self.fd, operation | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+
+    def _wait(self, operation: int, timeout: float, what: str) -> None:
+        deadline, pause = time.monotonic() + timeout, 0.005
+        while not self._try(operation):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise LockError(
+                    f"{what}: another run holds {self.path} (held by {self._holder()}) after "
+                    f"waiting {timeout:g} s (BIZAGI_LOCK_TIMEOUT); wait for it to finish, or "
+                    f"stop it, then rerun"
+                )
+            time.sleep(min(pause, left))
+            pause = min(pause * 2, 0.2)
+
+    def _sign(self) -> None:
+        assert self.fd is not None
+        now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        text = f"pid {os.getpid()} on {socket.gethostname()} since {now}\n".encode()
+        with _quiet():
+            os.ftruncate(self.fd, 0)
+            os.pwrite(self.fd, text, 0)
+
+    def _holder(self) -> str:
+        try:
+            text = self.path.read_text(encoding="utf-8", errors="replace").strip()
+        except OSError:
+            text = ""
+        return text or "a process that did not sign it"
+
+
+_EXCLUSIVE = 0 if sys.platform == "win32" else fcntl.LOCK_EX
+_SHARED = 0 if sys.platform == "win32" else fcntl.LOCK_SH
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+
+@contextmanager
+def _errors(root: Path, what: str, where: Path, after: str = "") -> Iterator[None]:
+    """OSErrors of the file system as a StorageError saying what, where and what to do."""
+    try:
+        yield
+    except BizagiError:
+        raise
+    except OSError as exc:
+        raise storage_error(f"lake {root}", "BIZAGI_LAKE", what, where, exc, after) from exc
+
+
+def _entries(folder: Path) -> list[Path]:
     try:
         entries = os.scandir(folder)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return []
     with entries:
-        return sorted(folder / e.name for e in entries if e.name.startswith(f"{name}."))
+        return sorted(folder / e.name for e in entries)
+
+
+def _is_partition(name: str) -> bool:
+    column, _, value = name.partition("=")
+    return column in _COLUMNS and bool(_VALUE.fullmatch(value))
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with _quiet():
+            path.unlink()
+
+
+@contextmanager
+def _quiet() -> Iterator[None]:
+    try:
+        yield
+    except OSError as exc:
+        log.debug("lake: ignored %s", exc)
+
+
+_REASONS = {
+    errno.ENOSPC: ("the disk is full", "free space there and rerun"),
+    errno.EDQUOT: ("the disk quota is used up", "free space there and rerun"),
+    errno.EROFS: ("the file system is read-only", "choose a writable place and rerun"),
+    errno.EACCES: ("permission denied", "give this user write access there and rerun"),
+    errno.EPERM: ("operation not permitted", "give this user write access there and rerun"),
+    errno.ENOTDIR: ("a file stands where a folder should be", "choose a folder and rerun"),
+    errno.EEXIST: ("a file stands where a folder should be", "choose a folder and rerun"),
+    errno.ENOENT: ("a folder there cannot be created or has vanished", "choose a folder and "
+                   "rerun"),
+}  # fmt: skip
+
+
+def storage_error(
+    subject: str, variable: str, what: str, where: Path, exc: OSError, after: str = ""
+) -> StorageError:
+    """``{subject}: {what} failed at {where}: {reason} ({error}); {after}; {what to do}``."""
+    reason, todo = _REASONS.get(exc.errno or 0, (exc.strerror or "", "rerun once fixed"))
+    detail = f"{reason} ({exc})" if reason else str(exc)
+    if exc.errno in (errno.ENOTDIR, errno.EEXIST, errno.ENOENT, errno.EROFS):
+        todo = f"{todo}, or set {variable} elsewhere"
+    return StorageError(f"{subject}: {what} failed at {where}: {detail}; "
+                        f"{after + '; ' if after else ''}{todo}")  # fmt: skip
+
+
+def check_folder(folder: Path, subject: str, variable: str, *, own: bool = True) -> None:
+    """``folder`` is a folder, or can become one: neither it nor an ancestor is a file.
+
+    ``own``: the folder is the subject's own path (the lake), not the one holding it.
+    """
+    for place in (folder, *folder.parents):
+        try:
+            if place.is_dir():
+                return
+            exists = place.exists()
+        except OSError as exc:
+            raise storage_error(subject, variable, "checking the path", place, exc) from None
+        if exists:
+            mine = own and place == folder
+            what, instead = ("it", "a folder") if mine else (str(place), "a path under a folder")
+            raise StorageError(
+                f"{subject}: {what} is a file, not a folder, so nothing can be written there; "
+                f"set {variable} to {instead}"
+            )
 
 
 def extracted_at_of(path: Path) -> dt.datetime | None:

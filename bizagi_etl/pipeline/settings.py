@@ -13,12 +13,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bizagi_etl.connector import env_values
+from bizagi_etl.connector import SettingsError, env_values
 
 # DuckDB's buffer pool defaults to 80 % of the machine's memory, so a backfill's load grew with
 # its rows (+250 MB from 100k to 1M cases). At 128 MB it spills to disk instead and still loads
 # 2M rows/s (benchmarks/pipeline_bench.py); BIZAGI_DUCKDB_MEMORY_LIMIT changes it.
 DEFAULT_MEMORY_LIMIT = "128MB"
+# Seconds a run waits for what another run holds (a lake table being swept, the warehouse file,
+# an analyst's DuckDB session on it) before giving up with a LockError naming the holder.
+DEFAULT_LOCK_TIMEOUT = 300.0
 
 # setting name -> environment variable
 PIPELINE_ENV_VARS = {
@@ -27,6 +30,7 @@ PIPELINE_ENV_VARS = {
     "duckdb_memory_limit": "BIZAGI_DUCKDB_MEMORY_LIMIT",
     "streams_file": "BIZAGI_STREAMS_FILE",
     "start_date": "BIZAGI_START_DATE",
+    "lock_timeout": "BIZAGI_LOCK_TIMEOUT",
 }
 
 
@@ -39,6 +43,14 @@ class PipelineSettings:
     )
     streams_file: Path | None = None  # the user's own streams (TOML)
     start_date: dt.date = dt.date(2024, 1, 1)  # first day of the daily partitions (UTC)
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT  # seconds to wait for another run's lock
+
+    def __post_init__(self) -> None:
+        if not self.lock_timeout >= 0:  # also refuses NaN
+            raise SettingsError(
+                f"setting 'lock_timeout' (BIZAGI_LOCK_TIMEOUT): expected seconds >= 0, "
+                f"got {self.lock_timeout!r}"
+            )
 
     @classmethod
     def from_env(

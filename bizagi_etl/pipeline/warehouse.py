@@ -5,14 +5,29 @@ Parquet files with ``read_parquet``. New columns are added; a column whose type 
 widened when that loses nothing (INTEGER to BIGINT, to DOUBLE, a larger DECIMAL) and otherwise
 the load fails naming table, column, old and new type, with nothing already landed lost.
 Identifiers are quoted and values bound, never pasted. This is the only module importing duckdb.
+
+Storage. DuckDB lets one process write a database file, and no other process open it meanwhile,
+not even read-only; it locks the file while a connection is open. Opening a warehouse another
+run or an analyst's session (read-only included) holds open waits and retries up to
+``lock_timeout`` seconds (``BIZAGI_LOCK_TIMEOUT``), then raises ``LockError`` naming the
+holder's PID (and, on this host, its command line and start). Once open, the warehouse is this
+process's until ``close``. A path that is a folder, lies under a file, or is a file that is not
+a DuckDB database, a read-only place, a full disk (while loading, committing, or spilling to
+``{path}.tmp``) raise ``StorageError``: the load's transaction is rolled back (a rollback that
+cannot run, as after a failed COMMIT, never hides the first error) and every row that landed
+before is intact.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import re
-from collections.abc import Sequence
+import socket
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
@@ -22,8 +37,10 @@ import duckdb
 import pyarrow as pa
 
 from bizagi_etl.connector import SchemaError, SettingsError, WarehouseError
+from bizagi_etl.connector.errors import LockError, StorageError
+from bizagi_etl.pipeline.lake import check_folder, storage_error
 from bizagi_etl.pipeline.schema import check_identifier
-from bizagi_etl.pipeline.settings import DEFAULT_MEMORY_LIMIT
+from bizagi_etl.pipeline.settings import DEFAULT_LOCK_TIMEOUT, DEFAULT_MEMORY_LIMIT
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +62,31 @@ _WIDER: dict[str, tuple[str, ...]] = {
 # The lake's folders look like hive partitions; their values are already in _partition.
 _READ_OPTIONS = "union_by_name = true, hive_partitioning = false"
 _DECIMAL = re.compile(r"^DECIMAL\((\d+),\s*(\d+)\)$")
+_LOCKED = "Could not set lock on file"
+_HOLDER = re.compile(r"Conflicting lock is held in (.*?) \(PID (\d+)\)")
+# What DuckDB says of the file system -> what it means, what to do (the first match wins).
+_FREE = "free space on the disk holding it (DuckDB writes its log and spills there too) and rerun"
+_ELSEWHERE = "set BIZAGI_WAREHOUSE to a DuckDB file in a folder this user can write"
+_ANY_FILE = ("max_temp_directory_size", "No space left on device", "Disk quota exceeded")
+_STORAGE_REASONS = {
+    "max_temp_directory_size": (
+        "the disk is full (beyond the memory limit DuckDB spills to a folder next to the file, "
+        "and could not)",
+        _FREE,
+    ),
+    "No space left on device": ("the disk is full", _FREE),
+    "Disk quota exceeded": ("the disk quota is used up", _FREE),
+    "Read-only file system": ("the file system is read-only", _ELSEWHERE),
+    "Permission denied": ("permission denied", f"give this user write access, or {_ELSEWHERE}"),
+    "Operation not permitted": ("operation not permitted", _ELSEWHERE),
+    "Not a directory": ("a file stands where a folder should be", _ELSEWHERE),
+    "No such file or directory": ("the file cannot be created there", _ELSEWHERE),
+    "Is a directory": ("it is a folder, not a file", _ELSEWHERE),
+    "not a valid DuckDB database file": (
+        "the file is not a DuckDB database (it was left untouched)",
+        "set BIZAGI_WAREHOUSE to a DuckDB file, or to a new path for one",
+    ),
+}
 
 
 def quote(identifier: str) -> str:
@@ -57,13 +99,20 @@ def table_ref(table: str) -> str:
 
 class Warehouse:
     def __init__(
-        self, path: Path, sql_dir: Path | None = None, memory_limit: str | None = None
+        self,
+        path: Path,
+        sql_dir: Path | None = None,
+        memory_limit: str | None = None,
+        *,
+        lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
     ) -> None:
         self.memory_limit = memory_limit or DEFAULT_MEMORY_LIMIT
+        self.lock_timeout = lock_timeout
+        self._temp_limit_stale = False  # see _measure_temp_limit
         self.path = Path(path)
         self.sql_dir: Traversable = sql_dir or resources.files(SQL_PACKAGE)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.con = duckdb.connect(str(self.path))
+        self._prepare_path()
+        self.con = self._connect()
         try:
             self.con.execute("SET memory_limit = ?", [self.memory_limit])
         except duckdb.Error as exc:
@@ -72,14 +121,62 @@ class Warehouse:
                 f"warehouse {self.path}: memory limit {self.memory_limit!r} is not a size DuckDB "
                 f"reads (expected e.g. '128MB' or '2GB'): {exc}"
             ) from None
-        self.con.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
-        self.con.execute(f"CREATE SCHEMA IF NOT EXISTS {VIEWS}")
+        try:
+            with self._writing("creating its schemas"):
+                self.con.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
+                self.con.execute(f"CREATE SCHEMA IF NOT EXISTS {VIEWS}")
+        except BaseException:
+            self.con.close()
+            raise
+
+    def _prepare_path(self) -> None:
+        """A clear StorageError for a path that cannot be a DuckDB file, before DuckDB tries."""
+        subject = f"warehouse {self.path}"
+        if self.path.is_dir():
+            raise StorageError(
+                f"{subject}: it is a folder, not a DuckDB file; set BIZAGI_WAREHOUSE to a file "
+                f"path, e.g. {self.path / 'warehouse.duckdb'}"
+            )
+        check_folder(self.path.parent, subject, "BIZAGI_WAREHOUSE", own=False)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise storage_error(subject, "BIZAGI_WAREHOUSE", "creating its folder",
+                                self.path.parent, exc) from None  # fmt: skip
+
+    def _connect(self) -> duckdb.DuckDBPyConnection:
+        """Open the file, waiting up to ``lock_timeout`` while another process holds it."""
+        deadline, pause, waited = time.monotonic() + self.lock_timeout, 0.02, False
+        while True:
+            try:
+                return duckdb.connect(str(self.path))
+            except duckdb.Error as exc:
+                message = str(exc)
+                if _LOCKED not in message:
+                    raise self._storage_error("opening it", exc, landing=False) or exc from None
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise LockError(
+                        f"warehouse {self.path}: still held by {_holder(message)} after waiting "
+                        f"{self.lock_timeout:g} s (BIZAGI_LOCK_TIMEOUT); DuckDB lets no other "
+                        f"process open a file one has open, even read-only: wait for that run "
+                        f"or close that session, then rerun (DuckDB: {message})"
+                    ) from None
+                if not waited:
+                    log.info("warehouse: %s is held by %s; waiting up to %g s", self.path,
+                             _holder(message), self.lock_timeout)  # fmt: skip
+                    waited = True
+                time.sleep(min(pause, left))
+                pause = min(pause * 2, 0.5)
 
     def __repr__(self) -> str:
         return f"Warehouse({str(self.path)!r})"
 
     def close(self) -> None:
-        self.con.close()
+        try:
+            self.con.close()
+        except duckdb.Error as exc:
+            raise self._storage_error("closing it", exc, landing=False) or exc from None
 
     def __enter__(self) -> Warehouse:
         return self
@@ -90,7 +187,13 @@ class Warehouse:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.close()
+        if exc is None:
+            self.close()
+            return
+        try:  # the error that ends the block is the one to report
+            self.close()
+        except Exception as failed:
+            log.warning("warehouse: closing %s after an error failed too: %s", self.path, failed)
 
     # -- loading -------------------------------------------------------------------------------
 
@@ -115,6 +218,7 @@ class Warehouse:
         values = sorted({value for value, _ in partitions})
         if not values:
             return 0
+        self._measure_temp_limit()
         self.con.execute("BEGIN TRANSACTION")
         try:
             self.con.execute(  # one statement: executemany costs 0.1 ms a row, 2,000 days
@@ -135,19 +239,76 @@ class Warehouse:
                 f"SELECT count(*) FROM {ref} WHERE _partition IN (SELECT unnest(?))", [values]
             ).fetchone()
             self.con.execute("COMMIT")
-        except duckdb.OutOfMemoryException as exc:
-            self.con.execute("ROLLBACK")
-            raise WarehouseError(
-                f"warehouse {self.path}: loading {len(values)} partitions of {table} needs more "
-                f"than the memory limit ({self.memory_limit}; BIZAGI_DUCKDB_MEMORY_LIMIT); "
-                f"nothing of this load landed: {exc}"
-            ) from None
-        except BaseException:
-            self.con.execute("ROLLBACK")
+        except BaseException as exc:
+            self._rollback()
+            if not isinstance(exc, duckdb.Error):
+                raise
+            what = f"loading {len(values)} partitions of {table}"
+            disk = self._storage_error(what, exc)
+            if disk is not None:
+                self._temp_limit_stale = "max_temp_directory_size" in str(exc)
+                raise disk from None
+            if isinstance(exc, duckdb.OutOfMemoryException):
+                raise WarehouseError(
+                    f"warehouse {self.path}: {what} needs more than the memory limit "
+                    f"({self.memory_limit}; BIZAGI_DUCKDB_MEMORY_LIMIT); nothing of this load "
+                    f"landed: {exc}"
+                ) from None
             raise
         rows = int(row[0]) if row else 0
         log.debug("warehouse: %s <- %d partitions, %d rows", table, len(values), rows)
         return rows
+
+    def _rollback(self) -> None:
+        """Undo a failed load. DuckDB may have ended the transaction already (a COMMIT that
+        failed, e.g. on a full disk, leaves none): a rollback that cannot run must not hide
+        why the load failed, so its own error is only logged."""
+        try:
+            self.con.execute("ROLLBACK")
+        except duckdb.Error as exc:
+            log.debug("warehouse: rollback after a failed load: %s", exc)
+
+    def _measure_temp_limit(self) -> None:
+        """After its temp folder's disk was full, DuckDB keeps the space it found then (a few
+        KiB) as its limit for spilling: measured again before the next load, that load can
+        spill once space is freed, without reopening the warehouse."""
+        if self._temp_limit_stale:
+            try:
+                self.con.execute("RESET max_temp_directory_size")
+                self._temp_limit_stale = False
+            except duckdb.Error as failed:
+                log.debug("warehouse: could not reset max_temp_directory_size: %s", failed)
+
+    @contextmanager
+    def _writing(self, what: str) -> Iterator[None]:
+        """DuckDB's file system errors while writing, as a StorageError; others unchanged."""
+        try:
+            yield
+        except duckdb.Error as exc:
+            raise self._storage_error(what, exc) or exc from None
+
+    def _storage_error(
+        self, what: str, exc: duckdb.Error, *, landing: bool = True
+    ) -> StorageError | None:
+        """A StorageError for what DuckDB says of the file system, or None for other errors."""
+        message = str(exc)
+        mine = str(self.path) in message  # not, say, a Parquet file of the lake
+        found = [
+            meaning
+            for cause, meaning in _STORAGE_REASONS.items()
+            if cause in message and (mine or cause in _ANY_FILE)
+        ]
+        if found:
+            reason, todo = found[0]
+        elif isinstance(exc, duckdb.FatalException):
+            reason = "DuckDB stopped this connection after a fatal error"
+            todo = "reopen the warehouse (DuckDB replays its log) and rerun"
+        else:
+            return None
+        landed = "nothing of it landed, and what landed before is intact; " if landing else ""
+        return StorageError(
+            f"warehouse {self.path}: {what} failed: {reason}; {landed}{todo} (DuckDB: {message})"
+        )
 
     def _parquet_columns(self, sources: list[str]) -> list[tuple[str, str]]:
         rows = self.con.execute(
@@ -219,7 +380,8 @@ class Warehouse:
             described = self.con.execute("DESCRIBE SELECT * FROM _declared").fetchall()
         finally:
             self.con.unregister("_declared")
-        self._evolve(table, [(str(r[0]), str(r[1])) for r in described])
+        with self._writing(f"creating table {table}"):
+            self._evolve(table, [(str(r[0]), str(r[1])) for r in described])
 
     def apply_sql(self) -> list[str]:
         """Run every ``sql/*.sql`` file in file-name order; returns their names.
@@ -236,19 +398,21 @@ class Warehouse:
                 f"(package {SQL_PACKAGE}); reinstall bizagi-etl"
             )
         for path in files:
-            self.con.execute(path.read_text(encoding="utf-8"))
+            with self._writing(f"applying {path.name}"):
+                self.con.execute(path.read_text(encoding="utf-8"))
         return [path.name for path in files]
 
     def create_latest_view(self, table: str, key: Sequence[str]) -> str:
         """``analytics.latest_<table>``: the newest row of each key across snapshots."""
         view = f"{VIEWS}.{quote('latest_' + check_identifier('table', table))}"
         keys = ", ".join(quote(check_identifier("column", k)) for k in key)
-        self.con.execute(
-            f"CREATE OR REPLACE VIEW {view} AS SELECT * EXCLUDE (_rank) FROM ("
-            f"SELECT *, row_number() OVER (PARTITION BY {keys} "
-            f"ORDER BY _partition DESC, _extracted_at DESC) AS _rank FROM {table_ref(table)}"
-            f") WHERE _rank = 1"
-        )
+        with self._writing(f"creating view {view}"):
+            self.con.execute(
+                f"CREATE OR REPLACE VIEW {view} AS SELECT * EXCLUDE (_rank) FROM ("
+                f"SELECT *, row_number() OVER (PARTITION BY {keys} "
+                f"ORDER BY _partition DESC, _extracted_at DESC) AS _rank FROM {table_ref(table)}"
+                f") WHERE _rank = 1"
+            )
         return f"latest_{table}"
 
     def partition_counts(self, table: str) -> dict[str, int]:
@@ -280,6 +444,35 @@ class Warehouse:
 
     def query(self, sql: str, params: Sequence[object] = ()) -> list[tuple[object, ...]]:
         return self.con.execute(sql, list(params)).fetchall()
+
+
+def _holder(message: str) -> str:
+    """Who holds the file, from DuckDB's lock error: its PID and, when it runs on this host,
+    its command line and start."""
+    found = _HOLDER.search(message)
+    if not found:
+        return "another process"
+    program, pid = found.group(1), int(found.group(2))
+    known = _process(pid)
+    return f"PID {pid} ({known})" if known else f"PID {pid} ({program})"
+
+
+def _process(pid: int) -> str | None:
+    """``command line, on host since start`` of a process of this host, from /proc (Linux)."""
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").strip()
+        ticks = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+        boot = next(
+            int(line.split()[1])
+            for line in Path("/proc/stat").read_text().splitlines()
+            if line.startswith("btime ")
+        )
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+    since = dt.datetime.fromtimestamp(boot + ticks / os.sysconf("SC_CLK_TCK"), dt.UTC)
+    text = command.decode(errors="replace")
+    text = text if len(text) <= 120 else text[:117] + "..."
+    return f"{text}, on {socket.gethostname()} since {since.isoformat(timespec='seconds')}"
 
 
 def _fits(source: str, target: str) -> bool:

@@ -98,13 +98,18 @@ class LakehouseResource(dg.ConfigurableResource):
         default=_PIPELINE["duckdb_memory_limit"],
         description="DuckDB's memory while loading (e.g. '128MB', '2GB'); beyond it, it spills",
     )
+    lock_timeout: float = Field(
+        default=_PIPELINE["lock_timeout"],
+        description="Seconds to wait for another run's lock on a lake table or the warehouse",
+    )
 
     def lake(self) -> Lake:
-        return Lake(Path(self.lake_root))
+        return Lake(Path(self.lake_root), lock_timeout=self.lock_timeout)
 
     def warehouse(self) -> Warehouse:
         """Open the warehouse; callers close it (DuckDB allows one writer: pool "duckdb")."""
-        return Warehouse(Path(self.warehouse_path), memory_limit=self.duckdb_memory_limit)
+        return Warehouse(Path(self.warehouse_path), memory_limit=self.duckdb_memory_limit,
+                         lock_timeout=self.lock_timeout)  # fmt: skip
 
 
 def bizagi_from_env(environ: dict[str, str] | None = None) -> BizagiResource:
@@ -127,6 +132,7 @@ def lakehouse_from_env(environ: dict[str, str] | None = None) -> LakehouseResour
         lake_root=str(settings.lake),
         warehouse_path=str(settings.warehouse),
         duckdb_memory_limit=settings.duckdb_memory_limit,
+        lock_timeout=settings.lock_timeout,
     )
 
 
