@@ -182,15 +182,62 @@ def extract(
     catalog = _catalog(where)
     settings = BizagiSettings.from_env()
     with BizagiClient(settings) as client:
-        report = run_and_report(client, catalog, stream_names, where.lake,
-                                None if no_load else where.warehouse, first, last,
-                                where.duckdb_memory_limit)  # fmt: skip
+        report = run_and_report(client, catalog, stream_names, where, not no_load, first, last)
     if report.failed:
         from bizagi_etl.failures import explain
 
         for name, error in report.failed.items():
             click.echo(f"FAILED: stream {name}: {explain(error)}", err=True)
         raise SystemExit(1)
+
+
+@main.command()
+@click.argument("stream_names", metavar="STREAM...", nargs=-1, required=True)
+@click.option(
+    "--now",
+    "now_text",
+    metavar="INSTANT",
+    help="Sync up to this instant (ISO day or date-time, UTC; default: now).",
+)
+@click.option("--lake", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Lake folder [env BIZAGI_LAKE; default bizagi-data/lake].")  # fmt: skip
+@click.option("--warehouse", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="DuckDB file [env BIZAGI_WAREHOUSE; default bizagi-data/...duckdb]")  # fmt: skip
+@click.option("--no-load", is_flag=True, help="Write the lake only.")
+@click.option("--streams-file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Your own streams (TOML) [env BIZAGI_STREAMS_FILE].")  # fmt: skip
+def sync(
+    stream_names: tuple[str, ...],
+    now_text: str | None,
+    lake: Path | None,
+    warehouse: Path | None,
+    no_load: bool,
+    streams_file: Path | None,
+) -> None:
+    """Bring daily STREAM... to the server's current state: new days, days with open cases,
+    days whose counts moved; record cases that vanished."""
+    from bizagi_etl.connector import BizagiClient, BizagiSettings
+    from bizagi_etl.console import sync_and_report
+
+    now = _instant(now_text)
+    where = _pipeline_settings(lake=lake, warehouse=warehouse, streams_file=streams_file)
+    catalog = _catalog(where)
+    with BizagiClient(BizagiSettings.from_env()) as client:
+        sync_and_report(client, catalog, stream_names, where, None if no_load else where.warehouse,
+                        now)  # fmt: skip
+
+
+def _instant(text: str | None) -> dt.datetime:
+    """An ISO date or date-time as a UTC instant (naive means UTC); now when not given."""
+    if text is None:
+        return dt.datetime.now(dt.UTC)
+    try:
+        value = dt.datetime.fromisoformat(text.strip())
+    except ValueError:
+        shown = text if len(text) <= 40 else f"{text[:25]}... ({len(text):,} chars)"
+        raise click.BadParameter(f"expected an ISO date or date-time, got {shown!r}",
+                                 param_hint="--now") from None  # fmt: skip
+    return (value if value.tzinfo else value.replace(tzinfo=dt.UTC)).astimezone(dt.UTC)
 
 
 def _pipeline_settings(**options: Any) -> PipelineSettings:

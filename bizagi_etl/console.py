@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
 from rich.console import Console
@@ -22,12 +23,20 @@ from rich.text import Text
 
 from bizagi_etl.connector import BizagiClient
 from bizagi_etl.pipeline import (
+    MOVED,
+    NEW,
+    OPEN,
     Catalog,
     ExtractResult,
     Lake,
+    PipelineSettings,
     RunReport,
+    SyncReport,
     Warehouse,
+    refresh_views,
+    resolve_streams,
     run,
+    sync_stream,
     use_system_allocator,
 )
 from bizagi_etl.pipeline import Progress as ProgressCallback
@@ -96,22 +105,76 @@ def run_and_report(
     client: BizagiClient,
     catalog: Catalog,
     names: Sequence[str],
-    lake_root: Path,
-    db: Path | None,
+    where: PipelineSettings,
+    load: bool,
     start: dt.date,
     end: dt.date,
-    memory_limit: str | None = None,
 ) -> RunReport:
-    """Run the named streams with a live progress line each, then print what landed."""
+    """Run the named streams with a live progress line each, then print what landed. The
+    warehouse is opened for each load only, so analysts can query it while the run extracts."""
     use_system_allocator()
-    warehouse = Warehouse(db, memory_limit=memory_limit) if db else None
+    lake = Lake(where.lake, lock_timeout=where.lock_timeout)
+    with stream_progress() as progress:
+        report = run(client, catalog, names, lake, partial(_warehouse, where) if load else None,
+                     start=start, end=end, progress=progress)  # fmt: skip
+    out.print(summary(report.results, report.loaded))
+    shown = f"   Warehouse: {where.warehouse}" if load else "   (not loaded)"
+    out.print(f"Lake: {where.lake}{shown}")
+    return report
+
+
+def sync_and_report(
+    client: BizagiClient,
+    catalog: Catalog,
+    names: Sequence[str],
+    where: PipelineSettings,
+    db: Path | None,
+    now: dt.datetime,
+) -> list[SyncReport]:
+    """Sync the named daily streams with a progress line each, then print what each did."""
+    use_system_allocator()
+    lake = Lake(where.lake, lock_timeout=where.lock_timeout)
+    warehouse = _warehouse(where) if db else None
+    reports = []
     try:
         with stream_progress() as progress:
-            report = run(client, catalog, names, Lake(lake_root), warehouse,
-                         start=start, end=end, progress=progress)  # fmt: skip
+            for stream in resolve_streams(client, catalog, list(names)):
+                reports.append(sync_stream(client, stream, lake, warehouse, start=where.start_date,
+                                    now=now, progress=progress))  # fmt: skip
+        if warehouse is not None:
+            refresh_views(warehouse, catalog.all())
     finally:
         if warehouse is not None:
             warehouse.close()
-    out.print(summary(report.results, report.loaded))
-    out.print(f"Lake: {lake_root}" + (f"   Warehouse: {db}" if db else "   (not loaded)"))
-    return report
+    for report in reports:
+        out.print(sync_summary(report))
+    return reports
+
+
+def sync_summary(report: SyncReport) -> Table:
+    plan = report.plan
+    table = Table(title=f"Sync of {plan.stream}", title_justify="left", show_header=False)
+    table.add_column("what")
+    table.add_column("", justify="right")
+    for reason, why in ((NEW, "new days (since the last, incomplete one)"),
+                        (OPEN, "days that held open cases"),
+                        (MOVED, "days whose count at the source moved")):  # fmt: skip
+        days = plan.days(reason)
+        shown = f"{len(days):,}" + (f"  ({_span(days)})" if days else "")
+        table.add_row(f"read: {why}", shown)
+    table.add_row("days landed before", f"{plan.landed_days:,}")
+    table.add_row("rows added / changed / deleted",
+                  f"{report.added:,} / {report.changed:,} / {report.deleted:,}")  # fmt: skip
+    table.add_row("requests: counts + reads", f"{plan.count_requests:,} + "
+                  f"{report.requests - plan.count_requests:,} = {report.requests:,}")  # fmt: skip
+    table.add_row("a full re-extraction would cost", f"~{report.full_requests:,} requests")
+    return table
+
+
+def _span(days: list[dt.date]) -> str:
+    return days[0].isoformat() if len(days) == 1 else f"{days[0]} .. {days[-1]}"
+
+
+def _warehouse(where: PipelineSettings) -> Warehouse:
+    return Warehouse(where.warehouse, memory_limit=where.duckdb_memory_limit,
+                     lock_timeout=where.lock_timeout)  # fmt: skip

@@ -15,7 +15,7 @@ import click
 from bizagi_etl.connector import BizagiClient, BizagiSettings, Secret
 from bizagi_etl.console import out, run_and_report
 from bizagi_etl.emulator import EmulatorConfig, EmulatorServer
-from bizagi_etl.pipeline import Catalog, Warehouse
+from bizagi_etl.pipeline import Catalog, PipelineSettings, Warehouse
 
 DEMO_QUERIES = (
     ("Cases per process in the last 30 days of the history",
@@ -54,7 +54,8 @@ def demo(folder: Path, cases: int, seed: int) -> None:
         )
         with BizagiClient(settings) as client:
             names = ["processes", "stakeholders", "entities", "entity_values", "cases", "inbox"]
-            run_and_report(client, Catalog.load(), names, lake_root, db, config.start, config.end)
+            where = PipelineSettings(lake=lake_root, warehouse=db)
+            run_and_report(client, Catalog.load(), names, where, True, config.start, config.end)
     with Warehouse(db) as warehouse:
         out.print(f"\nLanded in {time.perf_counter() - began:.1f} s. Tables in {db}:")
         for table in warehouse.tables():
@@ -65,5 +66,5 @@ def demo(folder: Path, cases: int, seed: int) -> None:
             for row in warehouse.query(sql):
                 out.print("   ", *row)
     sql = "SHOW ALL TABLES"
-    out.print(f"\nTry your own: .venv/bin/python -c \"import duckdb; "
+    out.print(f"\nTry your own: python -c \"import duckdb; "
               f"print(duckdb.connect('{db}', read_only=True).sql('{sql}'))\"")  # fmt: skip

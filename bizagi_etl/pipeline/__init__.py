@@ -18,12 +18,16 @@ _EXPORTS = {
     "bizagi_etl.pipeline.lake": ("Lake", "PartitionWriter", "WrittenPartition", "extracted_at_of"),
     "bizagi_etl.pipeline.warehouse": ("SCHEMA", "VIEWS", "Warehouse"),
     "bizagi_etl.pipeline.extract": (
-        "ExtractResult", "Progress", "chunk_days_for", "count_at_source", "day_chunks",
+        "ExtractResult", "Progress", "chunk_days_for", "count_at_source", "count_window",
+        "day_chunks",
         "extract_stream", "load_result", "midnight", "ordered_map", "resolve_streams",
     ),
     "bizagi_etl.pipeline.runner": ("RunReport", "refresh_views", "run"),
     "bizagi_etl.pipeline.dataframes": (
         "page_frames", "partition_frames", "read_frame", "to_frame",
+    ),
+    "bizagi_etl.pipeline.sync": (
+        "MOVED", "NEW", "OPEN", "SyncPlan", "SyncReport", "landed_days", "plan_sync", "sync_stream",
     ),
     "bizagi_etl.pipeline.settings": (
         "DEFAULT_MEMORY_LIMIT", "PIPELINE_ENV_VARS", "PipelineSettings",
@@ -44,6 +48,7 @@ if TYPE_CHECKING:
         Progress,
         chunk_days_for,
         count_at_source,
+        count_window,
         day_chunks,
         extract_stream,
         load_result,
@@ -74,5 +79,15 @@ if TYPE_CHECKING:
         Stream,
         custom_streams,
         entity_stream,
+    )
+    from bizagi_etl.pipeline.sync import (
+        MOVED,
+        NEW,
+        OPEN,
+        SyncPlan,
+        SyncReport,
+        landed_days,
+        plan_sync,
+        sync_stream,
     )
     from bizagi_etl.pipeline.warehouse import SCHEMA, VIEWS, Warehouse

@@ -214,6 +214,13 @@ def count_at_source(
     return None if None in counts else sum(c for c in counts if c is not None)
 
 
+def count_window(
+    client: BizagiClient, path: str, cursor: str, start: dt.date, end: dt.date
+) -> int | None:
+    """What one query path reports as its total over the days [start, end) of ``cursor``."""
+    return _total(path, (client, odata.window(cursor, midnight(start), midnight(end))))
+
+
 def _total(path: str, shared: tuple[BizagiClient, str | None]) -> int | None:
     """The total of one query, asked the standard way: one row and ``$count=true``."""
     client, window = shared

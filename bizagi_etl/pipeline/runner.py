@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from bizagi_etl.connector import (
@@ -44,12 +45,17 @@ class RunReport:
     failed: dict[str, BizagiError] = field(default_factory=dict)  # stream -> why it failed
 
 
+# A warehouse to hold for the whole run, or a way to open one for each load: DuckDB lets no
+# other process open a file one holds, so a long extraction should not hold it.
+WarehouseSource = Warehouse | Callable[[], Warehouse] | None
+
+
 def run(
     client: BizagiClient,
     catalog: Catalog,
     names: Sequence[str],
     lake: Lake,
-    warehouse: Warehouse | None,
+    warehouse: WarehouseSource,
     *,
     start: dt.date | None,
     end: dt.date | None,
@@ -72,10 +78,22 @@ def run(
             continue
         report.results.append(result)
         if warehouse is not None:
-            report.loaded |= load_result(warehouse, result, extracted_at)
+            with _opened(warehouse) as open_warehouse:
+                report.loaded |= load_result(open_warehouse, result, extracted_at)
     if warehouse is not None:
-        report.views = refresh_views(warehouse, catalog.all())
+        with _opened(warehouse) as open_warehouse:
+            report.views = refresh_views(open_warehouse, catalog.all())
     return report
+
+
+@contextmanager
+def _opened(source: Warehouse | Callable[[], Warehouse]) -> Iterator[Warehouse]:
+    """The warehouse given, or one opened for this load and closed after it."""
+    if isinstance(source, Warehouse):
+        yield source
+        return
+    with source() as warehouse:
+        yield warehouse
 
 
 def refresh_views(warehouse: Warehouse, streams: Sequence[Stream]) -> list[str]:
