@@ -180,3 +180,13 @@ def test_a_lake_file_that_vanished_is_not_blamed_on_the_warehouse(lake, warehous
         warehouse.load_partition("t", "2025-01-01", [gone], AT)
     assert not isinstance(caught.value, StorageError)
     assert warehouse.count("t", "2025-01-01") == 2
+
+
+def test_latest_is_the_newest_snapshot_so_rows_the_source_dropped_leave_it(lake, warehouse):
+    _put(lake, warehouse, "2025-01-01", pa.table({"id": [1, 2, 3], "v": ["a", "b", "c"]}))
+    _put(lake, warehouse, "2025-01-02", pa.table({"id": [1, 3], "v": ["a2", "c2"]}))
+    warehouse.create_latest_view("t", ["id"])
+    latest = warehouse.query("SELECT id, v FROM analytics.latest_t ORDER BY id")
+    assert latest == [(1, "a2"), (3, "c2")]  # id 2 is gone at the source
+    history = warehouse.query("SELECT count(*) FROM bizagi.t")
+    assert history == [(5,)]  # the snapshots keep their history

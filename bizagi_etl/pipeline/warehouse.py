@@ -403,14 +403,16 @@ class Warehouse:
         return [path.name for path in files]
 
     def create_latest_view(self, table: str, key: Sequence[str]) -> str:
-        """``analytics.latest_<table>``: the newest row of each key across snapshots."""
+        """``analytics.latest_<table>``: the rows of the newest snapshot, one per key. A row the
+        source no longer has is in older snapshots only, so it is not "latest"."""
         view = f"{VIEWS}.{quote('latest_' + check_identifier('table', table))}"
         keys = ", ".join(quote(check_identifier("column", k)) for k in key)
+        ref = table_ref(table)
         with self._writing(f"creating view {view}"):
             self.con.execute(
                 f"CREATE OR REPLACE VIEW {view} AS SELECT * EXCLUDE (_rank) FROM ("
-                f"SELECT *, row_number() OVER (PARTITION BY {keys} "
-                f"ORDER BY _partition DESC, _extracted_at DESC) AS _rank FROM {table_ref(table)}"
+                f"SELECT *, row_number() OVER (PARTITION BY {keys} ORDER BY _extracted_at DESC) "
+                f"AS _rank FROM {ref} WHERE _partition = (SELECT max(_partition) FROM {ref})"
                 f") WHERE _rank = 1"
             )
         return f"latest_{table}"
