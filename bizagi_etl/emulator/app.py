@@ -23,7 +23,7 @@ from starlette.types import Receive, Scope, Send
 from bizagi_etl.emulator import records as rec
 from bizagi_etl.emulator.config import EmulatorConfig
 from bizagi_etl.emulator.csdl import csdl_document
-from bizagi_etl.emulator.dataset import FIRST_CASE_ID, Dataset, EntityInfo, ProcessInfo
+from bizagi_etl.emulator.dataset import Dataset, EntityInfo, ProcessInfo
 from bizagi_etl.emulator.envelope import (
     Collection,
     FilterCache,
@@ -94,26 +94,38 @@ class Emulated:
                 )
                 path = request.url.path
                 window = self._window(path, options) if self.standard else None
-                result = handler(request, options)
-                if isinstance(result, Response):
-                    return result
-                if isinstance(result, Collection):
-                    drift = self.ds.drift_at is not None
-                    rows = filtered(result, options, self.cache, self.ds.version, drift)
-                    base = _base(request)
-                    if window is None:
-                        result = page_body(result, rows, options, base, path, config)
-                    else:
-                        size = self._page_size(request, headers)
-                        result = standard_page_body(
-                            result, rows, options, window, size, path, config, self.skiptokens,
-                            base,
-                        )  # fmt: skip
+                with self.ds.lock:  # one instant of the clock from the first row to the last
+                    result = self._answer(handler, request, options, path, window, headers)
             except ODataError as exc:
                 return exc.response(config.flavor)
+            if isinstance(result, Response):
+                return result
             return Response(dumps(result), media_type=JSON, headers=headers)
 
         return endpoint
+
+    def _answer(
+        self,
+        handler: Handler,
+        request: Request,
+        options: QueryOptions,
+        path: str,
+        window: tuple[int, int | None] | None,
+        headers: dict[str, str],
+    ) -> Response | dict[str, Any]:
+        config = self.config
+        result = handler(request, options)
+        if isinstance(result, Collection):
+            drift = self.ds.drift_at is not None
+            rows = filtered(result, options, self.cache, self.ds.version, drift)
+            base = _base(request)
+            if window is None:
+                return page_body(result, rows, options, base, path, config)
+            size = self._page_size(request, headers)
+            return standard_page_body(
+                result, rows, options, window, size, path, config, self.skiptokens, base
+            )
+        return result
 
     def _authorise(self, request: Request) -> None:
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
@@ -183,10 +195,10 @@ class Emulated:
     def _value_position(self, entity: EntityInfo, key: str) -> int:
         index = self._value_positions.get(entity.id)
         if index is None:
-            ids = self.ds.entity_value_ids(entity, np.arange(entity.spec.size))
+            ids = self.ds.entity_value_ids(entity, np.arange(self.ds.value_positions(entity)))
             index = self._value_positions[entity.id] = {v: i for i, v in enumerate(ids)}
         position = index.get(_guid_key(key, "values"))
-        if position is None:
+        if position is None or not self.ds.entity_value_exists(entity, position):
             raise ODataError(404, f"Resource not found for the segment 'values({key})'.")
         return position
 
@@ -306,8 +318,9 @@ class Emulated:
 
     def _workitems(self, request: Request, position: int) -> Collection:
         items = rec.workitem_records(self.ds, _base(request), position)
+        case_id = int(self.ds.case_ids(np.array([position]))[0])
         return Collection(
-            context=f"cases({position + FIRST_CASE_ID})/workitems",
+            context=f"cases({case_id})/workitems",
             type_name="workitem",
             positions=np.arange(len(items)),
             records=lambda pos: [items[i] for i in pos],
@@ -352,7 +365,7 @@ class Emulated:
         return Collection(
             context=f"entities({info.id})/values",
             type_name="entityValue",
-            positions=np.arange(info.spec.size),
+            positions=self.ds.entity_positions(info),
             records=lambda pos: rec.entity_value_records(self.ds, base, info, pos),
             cache_key=f"entity-values/{info.index}",
         )

@@ -17,10 +17,22 @@ from bizagi_etl.emulator.config import (
     DEFAULT_CLIENT_SECRET,
     EmulatorConfig,
     EmulatorConfigError,
+    parse_instant,
 )
 
 _DAY = click.DateTime(formats=["%Y-%m-%d"])
 _SHARE = click.FloatRange(0.0, 1.0)
+
+
+def _now(ctx: click.Context, param: click.Parameter, value: str | None) -> dt.datetime | None:
+    if value is None:
+        return None
+    try:
+        return parse_instant(value)
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r} is not an ISO date or date-time (2026-11-01, 2026-11-01T09:30:00Z)"
+        ) from None
 
 
 @click.command()
@@ -39,6 +51,10 @@ _SHARE = click.FloatRange(0.0, 1.0)
 @click.option("--start", type=_DAY, default="2024-01-01", show_default=True,
               help="First day of the case history (UTC).")  # fmt: skip
 @click.option("--end", type=_DAY, default=None, help="Day the history stops at (default: today).")
+@click.option("--now", default=None, metavar="INSTANT", callback=_now,
+              help="Serve the world as it stands at this instant: an ISO date (its midnight) or "
+                   "date-time, UTC unless it carries an offset. Default: the wall clock, but not "
+                   "past --end. Past --end, new cases keep arriving.")  # fmt: skip
 @click.option("--token-ttl", default=3600, show_default=True, type=click.IntRange(0),
               help="Token lifetime in seconds; 0 = never expires.")  # fmt: skip
 @click.option("--page-cap", default=1000, show_default=True, type=click.IntRange(1),
@@ -76,8 +92,10 @@ def emulator(host: str, port: int, export_truth: Path | None, **settings: Any) -
 
     began = time.perf_counter()
     emulated = Emulated(config)
+    clock = f"{emulated.ds.now_instant:%Y-%m-%dT%H:%M:%SZ}"
     click.echo(
-        f"Generated {emulated.ds.case_count:,} cases in {time.perf_counter() - began:.1f} s",
+        f"Generated {emulated.ds.case_count:,} cases in {time.perf_counter() - began:.1f} s "
+        f"(the world at {clock})",
         err=True,
     )
     if export_truth is not None:
@@ -86,7 +104,7 @@ def emulator(host: str, port: int, export_truth: Path | None, **settings: Any) -
         counts = export(emulated.ds, export_truth)
         for name, rows in counts.items():
             click.echo(f"{name:16} {rows:>10,} rows")
-        click.echo(f"Ground truth written to {export_truth}")
+        click.echo(f"Ground truth at {clock} written to {export_truth}")
         return
     base = f"http://{host}:{port}"
     face = " (standard OData v4 flavour)" if config.flavor == "standard" else ""
@@ -95,6 +113,7 @@ def emulator(host: str, port: int, export_truth: Path | None, **settings: Any) -
     click.echo(f"  token URL      {base}/oauth2/server/token")
     click.echo(f"  client id      {config.client_id}")
     click.echo(f"  client secret  {config.client_secret}")
+    click.echo(f"  clock          {clock}")
     click.echo("Press Ctrl+C to stop.")
     try:
         serve_forever(emulated, host, port)

@@ -36,6 +36,10 @@ class Process:
     params: tuple[Param, ...]
     tasks: tuple[Task, ...]
     with_files: bool = False  # cases carry an {"xpath": "Attachment", "files": []} parameter
+    # The clock (``timeline``): attributes null until a task of the case completes ...
+    decided: tuple[str, ...] = ()
+    # ... and attributes that change once more, when a later task completes (some cases only).
+    revised: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +74,7 @@ PROCESSES: tuple[Process, ...] = (
         (Task("RequestVacation", "Request vacation"), Task("ApproveRequest", "Approve request"),
          Task("RegisterAbsence", "Register absence")),
         with_files=True,
+        decided=("Approved",), revised=("Days",),
     ),
     Process(
         "PurchaseOrder", "Purchase order", "PO", 0.12, 240,
@@ -84,6 +89,7 @@ PROCESSES: tuple[Process, ...] = (
         ),
         (Task("CreateOrder", "Create order"), Task("ApproveOrder", "Approve order"),
          Task("SendToSupplier", "Send to supplier"), Task("ReceiveGoods", "Receive goods")),
+        decided=("DeliveryDate",), revised=("Amount",),
     ),
     Process(
         "ExpenseReport", "Expense report", "EXP", 0.11, 96,
@@ -97,6 +103,7 @@ PROCESSES: tuple[Process, ...] = (
         (Task("SubmitExpenses", "Submit expenses"), Task("ReviewExpenses", "Review expenses"),
          Task("Reimburse", "Reimburse")),
         with_files=True,
+        decided=("Receipts",), revised=("Amount",),
     ),
     Process(
         "CustomerComplaint", "Customer complaint", "CMP", 0.10, 72,
@@ -110,6 +117,7 @@ PROCESSES: tuple[Process, ...] = (
         ),
         (Task("RegisterComplaint", "Register complaint"), Task("Investigate", "Investigate"),
          Task("RespondToCustomer", "Respond to customer")),
+        decided=("Resolved",), revised=("Severity",),
     ),
     Process(
         "LoanApplication", "Loan application", "LOAN", 0.08, 336,
@@ -123,6 +131,7 @@ PROCESSES: tuple[Process, ...] = (
         ),
         (Task("CaptureApplication", "Capture application"), Task("CreditScoring", "Credit scoring"),
          Task("RiskReview", "Risk review"), Task("Disburse", "Disburse")),
+        decided=("Approved", "InterestRate"), revised=("Amount",),
     ),
     Process(
         "EmployeeOnboarding", "Employee onboarding", "ONB", 0.06, 480,
@@ -135,6 +144,7 @@ PROCESSES: tuple[Process, ...] = (
         ),
         (Task("PrepareContract", "Prepare contract"), Task("SetUpAccounts", "Set up accounts"),
          Task("WelcomeSession", "Welcome session")),
+        decided=("Remote",), revised=("StartDate",),
     ),
     Process(
         "ITIncident", "IT incident", "INC", 0.13, 24,
@@ -147,6 +157,7 @@ PROCESSES: tuple[Process, ...] = (
         ),
         (Task("LogIncident", "Log incident"), Task("Diagnose", "Diagnose"),
          Task("Resolve", "Resolve"), Task("CloseIncident", "Close incident")),
+        decided=("Category",), revised=("Priority",),
     ),
     Process(
         "ContractApproval", "Contract approval", "CTR", 0.05, 360,
@@ -159,6 +170,7 @@ PROCESSES: tuple[Process, ...] = (
         ),
         (Task("DraftContract", "Draft contract"), Task("LegalReview", "Legal review"),
          Task("Sign", "Sign")),
+        decided=("SignedDate",), revised=("Value",),
     ),
     Process(
         "TravelRequest", "Travel request", "TRV", 0.07, 96,
@@ -171,6 +183,7 @@ PROCESSES: tuple[Process, ...] = (
         ),
         (Task("RequestTravel", "Request travel"), Task("ApproveTravel", "Approve travel"),
          Task("BookTickets", "Book tickets")),
+        decided=("ReturnDate",), revised=("Budget",),
     ),
     Process(
         "InvoiceProcessing", "Invoice processing", "INV", 0.09, 168,
@@ -183,6 +196,7 @@ PROCESSES: tuple[Process, ...] = (
         ),
         (Task("ReceiveInvoice", "Receive invoice"), Task("MatchOrder", "Match order"),
          Task("ApprovePayment", "Approve payment"), Task("Pay", "Pay")),
+        decided=("Paid",), revised=("DueDate",),
     ),
     Process(
         "ChangeRequest", "Change request", "CHG", 0.03, 200,
@@ -195,6 +209,7 @@ PROCESSES: tuple[Process, ...] = (
         ),
         (Task("DescribeChange", "Describe change"), Task("CabReview", "CAB review"),
          Task("Implement", "Implement")),
+        decided=("Risk",), revised=("PlannedDate",),
     ),
     Process(
         "ClaimsHandling", "Claims handling", "CLM", 0.02, 720,
@@ -207,6 +222,7 @@ PROCESSES: tuple[Process, ...] = (
         ),
         (Task("FileClaim", "File claim"), Task("AssessDamage", "Assess damage"),
          Task("Settle", "Settle")),
+        decided=("Fraudulent",), revised=("ClaimedAmount",),
     ),
 )  # fmt: skip
 

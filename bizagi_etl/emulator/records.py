@@ -7,7 +7,6 @@ from typing import Any
 import numpy as np
 
 from bizagi_etl.emulator.dataset import (
-    FIRST_CASE_ID,
     I64,
     NULL_TIME,
     Dataset,
@@ -71,10 +70,12 @@ def inbox_with_workitems(ds: Dataset, base: str, positions: I64) -> list[Record]
     offsets = ds.offset[positions]
     created = format_local(ds.created[positions], offsets)
     estimated = format_local(ds.estimated[positions], offsets)
+    ids = ds.case_ids(positions).tolist()
+    workitems = ds.workitems_of(positions)
     out = []
     for j, position in enumerate(positions.tolist()):
         info = ds.processes[int(ds.process[position])]
-        case_id = position + FIRST_CASE_ID
+        case_id = ids[j]
         out.append(
             {
                 "@odata.id": f"{base}/odata/data/cases({case_id})",
@@ -82,17 +83,21 @@ def inbox_with_workitems(ds: Dataset, base: str, positions: I64) -> list[Record]
                 "caseNumber": f"{info.spec.prefix}-{case_id}",
                 "CreationDate": created[j],
                 "SolutionDate": estimated[j],
-                "workitems": workitem_records(ds, base, position),
+                "workitems": _with_ids(base, case_id, workitems[j]),
             }
         )
     return out
 
 
 def workitem_records(ds: Dataset, base: str, position: int) -> list[Record]:
-    case_id = position + FIRST_CASE_ID
+    case_id = int(ds.case_ids(np.array([position]))[0])
+    return _with_ids(base, case_id, ds.workitems(position))
+
+
+def _with_ids(base: str, case_id: int, items: list[Record]) -> list[Record]:
     return [
         {"@odata.id": f"{base}/odata/data/cases({case_id})/workitems({w['id']})", **w}
-        for w in ds.workitems(position)
+        for w in items
     ]
 
 

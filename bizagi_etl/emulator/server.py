@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import socket
 import threading
@@ -14,6 +15,7 @@ from starlette.types import ASGIApp
 
 from bizagi_etl.emulator.app import Emulated, EmulatorApp, build_app
 from bizagi_etl.emulator.config import EmulatorConfig
+from bizagi_etl.emulator.dataset import Dataset
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +84,9 @@ class AsgiServer:
 class EmulatorServer:
     """A running emulator on 127.0.0.1; a context manager that picks a free port.
 
+    Its clock is read once when it starts (``config.clock()``) and stays there until the test
+    moves it with ``set_now`` or ``advance``.
+
     >>> with EmulatorServer(EmulatorConfig(cases=100)) as bizagi:
     ...     bizagi.base_url
     'http://127.0.0.1:...'
@@ -115,6 +120,30 @@ class EmulatorServer:
     @property
     def client_secret(self) -> str:
         return self.config.client_secret
+
+    @property
+    def now(self) -> dt.datetime:
+        """The emulator's clock: the instant whose world it serves (UTC)."""
+        return self._dataset().now_instant
+
+    def set_now(self, instant: dt.datetime | dt.date) -> dt.datetime:
+        """Serve the world as it stands at ``instant`` from the next request on.
+
+        A date is its midnight UTC, a naive date-time is UTC. Thread-safe: a request being
+        answered finishes at the old instant. The clock only moves forward (``ValueError``
+        otherwise), and no further than the settings allow (``EmulatorConfigError``). Returns
+        the new clock.
+        """
+        return self._dataset().set_now(instant)
+
+    def advance(self, delta: dt.timedelta) -> dt.datetime:
+        """Move the clock forward by ``delta``; returns the new clock."""
+        return self._dataset().advance(delta)
+
+    def _dataset(self) -> Dataset:
+        if self.emulated is None:
+            raise RuntimeError("the emulator has no clock before it starts: call start() first")
+        return self.emulated.ds
 
     @property
     def injected(self) -> Counter[str]:

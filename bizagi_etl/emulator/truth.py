@@ -6,7 +6,9 @@ JSON text and parameter values are JSON text too, because a Bizagi value is hete
 (``"5"``, ``5``, ``5.0``, ``true`` and ``null`` are different answers).
 
 Files: processes, stakeholders, user_profile, entities, entity_values (long: one row per
-value and attribute), cases, case_parameters (long), workitems, inbox, claims.
+value and attribute), cases, case_parameters (long), workitems, inbox, claims. All as the world
+stands at the dataset's clock (``--now``): the cases that exist then, open or closed as they are
+then, with the parameters, pending workitems and entity values of that instant.
 
 ``claims`` is typed exactly as ``$metadata`` declares it, column for column in the served
 order: Edm.Decimal(p,s) as decimal128(p,s), Edm.DateTimeOffset as UTC timestamps (the instant;
@@ -28,7 +30,7 @@ import pyarrow.parquet as pq
 
 from bizagi_etl.emulator import records as rec
 from bizagi_etl.emulator.claims import Claims
-from bizagi_etl.emulator.dataset import FIRST_CASE_ID, Dataset
+from bizagi_etl.emulator.dataset import Dataset
 from bizagi_etl.emulator.model import DRIFT_ATTRIBUTE, STAKEHOLDERS
 from bizagi_etl.emulator.schema import CLAIM, Prop
 
@@ -69,8 +71,13 @@ INBOX_SCHEMA = pa.schema(
 
 
 def export_truth(ds: Dataset, folder: Path) -> dict[str, int]:
-    """Write every file; returns rows written per file."""
+    """Write every file, as the world stands at the dataset's clock; returns rows per file."""
     folder.mkdir(parents=True, exist_ok=True)
+    with ds.lock:
+        return _export(ds, folder)
+
+
+def _export(ds: Dataset, folder: Path) -> dict[str, int]:
     counts = {
         "processes": _write_small(folder / "processes.parquet", _processes(ds)),
         "stakeholders": _write_small(folder / "stakeholders.parquet", _stakeholders(ds)),
@@ -119,8 +126,9 @@ def _write_entity_values(ds: Dataset, path: Path) -> int:
     written = 0
     with pq.ParquetWriter(path, schema, compression="zstd") as writer:
         for info in ds.entities:
-            for start in range(0, info.spec.size, BATCH):
-                positions = np.arange(start, min(start + BATCH, info.spec.size))
+            existing = ds.entity_positions(info)
+            for start in range(0, len(existing), BATCH):
+                positions = existing[start : start + BATCH]
                 rows = [
                     {"entity_id": info.id, "entity_name": info.spec.name, "value_id": v["id"],
                      "position": i, "xpath": p["xpath"], "value": _json(p["value"])}
@@ -133,7 +141,7 @@ def _write_entity_values(ds: Dataset, path: Path) -> int:
 
 
 def _case_batches(ds: Dataset) -> Iterator[np.ndarray]:
-    positions = np.arange(ds.case_count, dtype=np.int64)
+    positions = ds.all_positions()[::-1]  # the cases that exist at the clock, oldest first
     for start in range(0, len(positions), BATCH):
         yield positions[start : start + BATCH]
 
@@ -155,10 +163,13 @@ def _write_cases(ds: Dataset, folder: Path) -> dict[str, int]:
             case_rows, param_rows = _case_rows(ds, positions, records)
             open_positions = positions[~ds.closed[positions]]
             item_rows = [
-                {"case_id": p + FIRST_CASE_ID, **_workitem(w)}
-                for p in open_positions.tolist()
-                for w in ds.workitems(p)
-            ]
+                {"case_id": case_id, **_workitem(w)}
+                for case_id, items in zip(
+                    ds.case_ids(open_positions).tolist(), ds.workitems_of(open_positions),
+                    strict=True,
+                )
+                for w in items
+            ]  # fmt: skip
             inbox_rows = [
                 {k: r[k] for k in INBOX_SCHEMA.names}
                 for r in rec.inbox_records(ds, BASE, open_positions)
