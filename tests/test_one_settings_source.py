@@ -45,6 +45,8 @@ def every_setting(tmp_path: Path) -> dict[str, str]:
         "BIZAGI_ALLOW_HTTP": "yes",
         "BIZAGI_MAX_CONCURRENCY": "7",
         "BIZAGI_FILTER_ENCODING": "standard",
+        "BIZAGI_REQUEST_DEADLINE": "75",
+        "BIZAGI_MAX_RESPONSE_BYTES": "2097152",
         "BIZAGI_LAKE": str(tmp_path / "my-lake"),
         "BIZAGI_WAREHOUSE": str(tmp_path / "my.duckdb"),
         "BIZAGI_DUCKDB_MEMORY_LIMIT": "64MB",

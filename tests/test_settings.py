@@ -52,6 +52,8 @@ def test_from_env_reads_every_variable(tmp_path):
         "BIZAGI_ALLOW_HTTP": "no",
         "BIZAGI_MAX_CONCURRENCY": "8",
         "BIZAGI_FILTER_ENCODING": "standard",
+        "BIZAGI_REQUEST_DEADLINE": "90",
+        "BIZAGI_MAX_RESPONSE_BYTES": "1048576",
     }
     assert set(env) == set(ENV_VARS.values()), "every documented variable is exercised"
     s = BizagiSettings.from_env(env)
@@ -65,6 +67,7 @@ def test_from_env_reads_every_variable(tmp_path):
     assert s.ca_bundle == bundle
     assert s.client_secret.reveal() == SECRET
     assert s.filter_encoding == "standard"
+    assert (s.request_deadline, s.max_response_bytes) == (90, 1_048_576)
 
 
 def test_page_size_is_automatic_unless_set_and_zero_lets_the_server_page():
@@ -100,6 +103,13 @@ def test_missing_required_variable_is_named(missing):
         ("BIZAGI_BASE_URL", "ftp://h.example", "base_url"),
         ("BIZAGI_TOKEN_URL", "not a url", "token_url"),
         ("BIZAGI_SCOPE", " ", "scope"),
+        ("BIZAGI_REQUEST_DEADLINE", "0", "request_deadline"),
+        ("BIZAGI_REQUEST_DEADLINE", "-5", "request_deadline"),
+        ("BIZAGI_REQUEST_DEADLINE", "nan", "request_deadline"),
+        ("BIZAGI_REQUEST_DEADLINE", "soon", "request_deadline"),
+        ("BIZAGI_MAX_RESPONSE_BYTES", "1000", "max_response_bytes"),
+        ("BIZAGI_MAX_RESPONSE_BYTES", "64MB", "max_response_bytes"),
+        ("BIZAGI_RETRY_BUDGET", "0", "retry_budget"),
     ],
 )
 def test_invalid_values_fail_naming_the_setting(variable, value, named):
@@ -128,3 +138,10 @@ def test_credentials_in_the_url_are_refused_without_echoing_them():
 def test_empty_secret_is_refused():
     with pytest.raises(SettingsError, match="client_secret"):
         BizagiSettings(base_url="https://h.example", client_id="c", client_secret="")
+
+
+def test_deadline_and_size_defaults():
+    s = BizagiSettings(base_url="https://h.example", client_id="c", client_secret=SECRET)
+    assert s.request_deadline == 120.0
+    assert s.max_response_bytes == 64 * 1024 * 1024
+    assert s.request_deadline < s.retry_budget  # a whole attempt, and a retry, fit the budget

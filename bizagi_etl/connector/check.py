@@ -119,11 +119,13 @@ def diagnose(error: BaseException, settings: BizagiSettings | None = None) -> st
         return f"settings: {error}"
     if isinstance(error, TransportError):
         return _transport(error)
-    if isinstance(error, ResponseError):
+    if isinstance(error, ResponseError) and error.kind == "html":
         return (
-            f"wrong base URL or a login page: {error.url} answered HTML or non-JSON "
+            f"wrong base URL or a login page: {error.url} answered HTML, not OData JSON "
             f"(HTTP {error.status}); check BIZAGI_BASE_URL ({base})"
         )
+    if isinstance(error, ResponseError):  # too large, cut or not JSON: the message says which
+        return str(error)
     if isinstance(error, AuthError):
         return _auth(error)
     if isinstance(error, ClientError) and error.status in (404, 405, 301, 302, 303, 307, 308):
@@ -139,6 +141,8 @@ def diagnose(error: BaseException, settings: BizagiSettings | None = None) -> st
 
 
 def _transport(error: TransportError) -> str:
+    if error.kind == "timeout" and "BIZAGI_" in str(error):
+        return str(error)  # it names the setting that ran out
     return {
         "dns": f"DNS: the host of {error.url} does not resolve; check BIZAGI_BASE_URL",
         "tls": f"TLS: the handshake with {error.url} failed (certificate or protocol); check "

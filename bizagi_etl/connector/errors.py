@@ -7,7 +7,8 @@
     │   ├── AuthError          401/403 or a refused token request: fix credentials or scope
     │   ├── ClientError        other 4xx (and unexpected 3xx): fix the request
     │   └── ServerError        5xx, or 429 that outlived the retry budget
-    ├── ResponseError          the answer is not the JSON it should be (HTML, truncated)
+    ├── ResponseError          the answer is not the JSON it should be (HTML, truncated), or
+    │                          is larger than max_response_bytes
     ├── PagingError            next links that loop or leave the origin, repeated pages, ceilings
     ├── SchemaError            data that does not fit its declaration
     ├── StorageError           the lake or the warehouse cannot be written (disk full, not a
@@ -75,16 +76,27 @@ class ServerError(HTTPStatusError):
 
 
 class ResponseError(BizagiError):
-    """The body is not the JSON expected: an HTML page, a truncated or non-JSON body."""
+    """The body is not the JSON expected (an HTML page, a truncated or non-JSON body), or is
+    larger than ``max_response_bytes``; ``kind`` says which."""
 
     def __init__(
-        self, message: str, *, method: str, url: str, status: int, retriable: bool = False
+        self,
+        message: str,
+        *,
+        method: str,
+        url: str,
+        status: int,
+        retriable: bool = False,
+        kind: str = "invalid",
     ) -> None:
         super().__init__(message)
         self.method = method
         self.url = url
         self.status = status
         self.retriable = retriable  # a cut or garbled body may come whole next time; HTML won't
+        # html (a login page, a proxy), garbled (cut or not JSON), invalid (JSON of the wrong
+        # shape), too_large (beyond max_response_bytes: raise it or ask for smaller pages)
+        self.kind = kind
 
 
 class PagingError(BizagiError):

@@ -57,6 +57,8 @@ ENV_VARS = {
     "read_timeout": "BIZAGI_READ_TIMEOUT",
     "max_retries": "BIZAGI_MAX_RETRIES",
     "retry_budget": "BIZAGI_RETRY_BUDGET",
+    "request_deadline": "BIZAGI_REQUEST_DEADLINE",
+    "max_response_bytes": "BIZAGI_MAX_RESPONSE_BYTES",
     "max_backoff": "BIZAGI_MAX_BACKOFF",
     "verify_tls": "BIZAGI_VERIFY_TLS",
     "ca_bundle": "BIZAGI_CA_BUNDLE",
@@ -65,6 +67,8 @@ ENV_VARS = {
     "filter_encoding": "BIZAGI_FILTER_ENCODING",
 }
 FILTER_ENCODINGS = ("bizagi", "standard")
+DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+MIN_RESPONSE_BYTES = 64 * 1024  # a token answer or an error page must fit
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +76,8 @@ class BizagiSettings:
     """Everything the connector needs to talk to a Bizagi project.
 
     Invalid values fail here, naming the setting. ``client_secret`` is a ``Secret`` and never
-    appears in ``repr``.
+    appears in ``repr``; the client removes it from every message it forms (a secret shorter
+    than 4 characters only where it stands as a credential: see ``redact``).
     """
 
     base_url: str  # the project URL, e.g. https://dev-acme-corp.bizagi.com
@@ -88,7 +93,15 @@ class BizagiSettings:
     connect_timeout: float = 10.0  # seconds
     read_timeout: float = 60.0  # seconds
     max_retries: int = 8  # attempts after the first, per request
-    retry_budget: float = 300.0  # seconds one request may spend retrying, waits included
+    # seconds one request may take in all, attempts and waits included: a hard ceiling
+    retry_budget: float = 300.0
+    # seconds one attempt may take, connect + headers + body together, however the server
+    # trickles: twice the read timeout, so an answer that starts at the last moment still has a
+    # minute to arrive (a 1,000-case page is 0.5-2 MB)
+    request_deadline: float = 120.0
+    # bytes one answer may have (decoded); more is refused, never buffered: 64 MiB is ~40 times
+    # a page of 1,000 cases with parameters and work items, and bounds memory per request
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
     max_backoff: float = 30.0  # longest single wait between attempts, seconds
     verify_tls: bool = True
     ca_bundle: Path | None = None  # PEM file of CAs to trust instead of the system's
@@ -123,7 +136,12 @@ class BizagiSettings:
         _require(self.connect_timeout > 0, "connect_timeout", "seconds > 0", self.connect_timeout)
         _require(self.read_timeout > 0, "read_timeout", "seconds > 0", self.read_timeout)
         _require(self.max_retries >= 0, "max_retries", "0 or more", self.max_retries)
-        _require(self.retry_budget >= 0, "retry_budget", "seconds >= 0", self.retry_budget)
+        _require(self.retry_budget > 0, "retry_budget", "seconds > 0", self.retry_budget)
+        _require(self.request_deadline > 0, "request_deadline", "seconds > 0",
+                 self.request_deadline)  # fmt: skip
+        _require(self.max_response_bytes >= MIN_RESPONSE_BYTES, "max_response_bytes",
+                 f"at least {MIN_RESPONSE_BYTES} bytes (64 KiB)",
+                 self.max_response_bytes)  # fmt: skip
         _require(self.max_backoff > 0, "max_backoff", "seconds > 0", self.max_backoff)
         _require(1 <= self.max_concurrency <= 64, "max_concurrency", "1 to 64",
                  self.max_concurrency)  # fmt: skip

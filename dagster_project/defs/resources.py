@@ -58,6 +58,14 @@ class BizagiResource(dg.ConfigurableResource):
     read_timeout: float = _BIZAGI["read_timeout"]
     max_retries: int = _BIZAGI["max_retries"]
     retry_budget: float = _BIZAGI["retry_budget"]
+    request_deadline: float = Field(
+        default=_BIZAGI["request_deadline"],
+        description="Seconds one attempt may take: connect, headers and body together",
+    )
+    max_response_bytes: int = Field(
+        default=_BIZAGI["max_response_bytes"],
+        description="Largest answer read (decoded bytes); beyond it the request fails",
+    )
     max_backoff: float = _BIZAGI["max_backoff"]
     verify_tls: bool = _BIZAGI["verify_tls"]
     ca_bundle: str | None = None
