@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
+import json
 import logging
 import random
 import socket
@@ -31,6 +32,8 @@ import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from decimal import Decimal
+from functools import partial
 from types import TracebackType
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -152,9 +155,17 @@ class BizagiClient:
         query = f"?{query_string(options, self.settings.filter_encoding)}" if options else ""
         return f"{self.settings.base_url}/{safe_path}{query}"
 
-    def get_json(self, url: str, stats: RequestStats | None = None) -> dict[str, Any]:
-        """GET a JSON object, retrying what may succeed next time."""
-        return self._get(url, stats, _decode)
+    def get_json(
+        self, url: str, stats: RequestStats | None = None, *, exact: bool = False
+    ) -> dict[str, Any]:
+        """GET a JSON object, retrying what may succeed next time.
+
+        ``exact`` reads JSON numbers with a fraction or exponent as ``Decimal``: a server that
+        sends an 18-digit decimal as a number (not as the string IEEE754Compatible asks for)
+        would otherwise lose digits through a double. It costs about a fifth more parsing, so
+        callers ask for it only where a column needs more digits than a double holds.
+        """
+        return self._get(url, stats, _decode_exact if exact else _decode)
 
     def get_bytes(self, url: str, accept: str, stats: RequestStats | None = None) -> bytes:
         """GET a document that is not JSON (``$metadata``'s XML), with the same retries."""
@@ -554,7 +565,13 @@ def _verify(settings: BizagiSettings) -> ssl.SSLContext | bool:
     return settings.verify_tls
 
 
-def _decode(response: httpx.Response, url: str) -> dict[str, Any]:
+def _decode_exact(response: httpx.Response, url: str) -> dict[str, Any]:
+    return _decode(response, url, partial(json.loads, parse_float=Decimal))
+
+
+def _decode(
+    response: httpx.Response, url: str, loads: Callable[[bytes], Any] = orjson.loads
+) -> dict[str, Any]:
     status = response.status_code
     if status >= 300:
         raise _status_error(response, url)
@@ -565,8 +582,8 @@ def _decode(response: httpx.Response, url: str) -> dict[str, Any]:
             method="GET", url=redact_url(url), status=status, kind="html",
         )  # fmt: skip
     try:
-        body = orjson.loads(response.content)
-    except orjson.JSONDecodeError:
+        body = loads(response.content)
+    except ValueError:  # orjson's and json's decode errors are ValueErrors
         raise ResponseError(
             f"GET {redact_url(url)} answered HTTP {status} with a body that is not complete "
             f"JSON ({len(response.content)} B): {body_excerpt(response, 80)!r}",

@@ -96,9 +96,11 @@ def iter_pages(
     page_size: int | None = None,
     max_pages: int | None = None,
     stats: QueryStats | None = None,
+    exact: bool = False,
 ) -> Iterator[Page]:
-    """Every page of ``path`` (optionally filtered); fills ``stats`` as it goes."""
-    pager = _Pager(client, path, filter, page_size, max_pages, stats)
+    """Every page of ``path`` (optionally filtered); fills ``stats`` as it goes. ``exact``
+    reads fractional numbers as ``Decimal`` (see ``BizagiClient.get_json``)."""
+    pager = _Pager(client, path, filter, page_size, max_pages, stats, exact)
     yield from pager.run()
 
 
@@ -116,8 +118,10 @@ class _Pager:
         page_size: int | None,
         max_pages: int | None,
         stats: QueryStats | None,
+        exact: bool = False,
     ) -> None:
         self.client = client
+        self.exact = exact
         self.path = path
         self.filter = filter_
         chosen = page_size if page_size is not None else client.settings.page_size
@@ -173,7 +177,7 @@ class _Pager:
             )
         request_stats = RequestStats()
         try:
-            return self.client.get_json(url, request_stats)
+            return self.client.get_json(url, request_stats, exact=self.exact)
         finally:
             self.stats.pages += 1
             self.stats.requests += request_stats.requests
@@ -190,7 +194,8 @@ class _Pager:
     def _check_repeat(self, value: list[Any], url: str) -> None:
         if not value:
             return
-        digest = hashlib.blake2b(orjson.dumps(value), digest_size=16).digest()
+        # default=str: an exact page holds Decimals, which orjson does not serialize itself
+        digest = hashlib.blake2b(orjson.dumps(value, default=str), digest_size=16).digest()
         if digest in self.seen_pages:
             raise PagingError(
                 f"{self.path}: page {self.stats.pages} at {redact_url(url)} repeats an earlier "

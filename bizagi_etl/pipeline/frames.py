@@ -172,11 +172,22 @@ def _decimal(value: Any) -> Decimal | None:
 def _text(value: Any) -> str | None:
     if value is None or isinstance(value, str):
         return value
-    return orjson.dumps(value).decode()
+    return json_text(value)
 
 
 def _json(value: Any) -> str | None:
-    return None if value is None else orjson.dumps(value).decode()
+    return None if value is None else json_text(value)
+
+
+def json_text(value: Any) -> str:
+    """JSON text of a value; a ``Decimal`` (from an exact page) keeps its exact digits."""
+    return orjson.dumps(value, default=_exact_number).decode()
+
+
+def _exact_number(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return orjson.Fragment(str(value))
+    raise TypeError(f"{type(value).__name__} is not JSON")
 
 
 def _undeclared(
@@ -204,7 +215,10 @@ def _inferred(name: str, source: str, values: list[Any]) -> Col:
         return Col(name, source, pa.bool_())
     if all(isinstance(v, int) and not isinstance(v, bool) for v in present) and present:
         return Col(name, source, pa.int64())
-    if all(isinstance(v, int | float) and not isinstance(v, bool) for v in present) and present:
+    if (
+        all(isinstance(v, int | float | Decimal) and not isinstance(v, bool) for v in present)
+        and present
+    ):
         return Col(name, source, pa.float64())
     if all(isinstance(v, str) for v in present):
         return Col(name, source, pa.string())

@@ -12,14 +12,15 @@ import re
 import tomllib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pyarrow as pa
 
 from bizagi_etl.connector import EntityType, SchemaError
 from bizagi_etl.connector.errors import excerpt
+from bizagi_etl.pipeline.frames import json_text
 from bizagi_etl.pipeline.schema import (
     BIZAGI_TYPES,
     TIMESTAMP,
@@ -127,10 +128,10 @@ def _typed_value(item: Record) -> tuple[str | None, str]:
         return None, "null"
     if isinstance(value, str):
         return value, "string"
-    text = orjson.dumps(value).decode()
+    text = json_text(value)
     if isinstance(value, bool):
         return text, "boolean"
-    return text, "number" if isinstance(value, int | float) else "json"
+    return text, "number" if isinstance(value, int | float | Decimal) else "json"
 
 
 def _case_parameters(case: Record) -> list[Record]:
@@ -140,7 +141,7 @@ def _case_parameters(case: Record) -> list[Record]:
         files = p.get("files")
         rows.append({"case_id": case_id, "position": i, "xpath": p.get("xpath"), "value": value,
                      "value_type": value_type,
-                     "files": None if files is None else orjson.dumps(files).decode()})  # fmt: skip
+                     "files": None if files is None else json_text(files)})  # fmt: skip
     return rows
 
 
