@@ -148,12 +148,12 @@ def plan_sync(
     for day, state in landed.items():
         if state.open and day not in plan.reasons:
             plan.reasons[day] = OPEN
-    stable_end = min(plan.reasons, default=today)
     assert stream.cursor is not None
     paths = list(stream_paths(client, stream))
     plan.paths = len(paths)
-    for path, process in paths:
-        _drill(client, stream.cursor, path, process, landed, first, stable_end, None, plan)
+    end = max(landed) + dt.timedelta(days=1) if landed else first
+    for path, process in paths:  # days already planned are skipped as the windows narrow
+        _drill(client, stream.cursor, path, process, landed, first, end, None, plan)
     return plan
 
 
