@@ -19,7 +19,16 @@ from pathlib import Path
 
 from bizagi_etl.connector import BizagiClient, BizagiSettings
 from bizagi_etl.emulator import EmulatorConfig, EmulatorServer
-from bizagi_etl.pipeline import Catalog, Lake, extract_stream, sync_stream, use_system_allocator
+from bizagi_etl.pipeline import (
+    MOVED,
+    NEW,
+    OPEN,
+    Catalog,
+    Lake,
+    extract_stream,
+    sync_stream,
+    use_system_allocator,
+)
 
 START, END = dt.date(2024, 1, 1), dt.date(2026, 11, 1)
 
@@ -44,9 +53,11 @@ def run(cases: int, latency: int) -> dict[str, object]:
             full_seconds = time.perf_counter() - began
     shutil.rmtree(folder)
     history = (now.date() - START).days + 1
-    read = len(report.plan.days())
+    read = len(report.plan.days(NEW)) + len(report.plan.days(MOVED))
+    rewritten = sum(1 for r in report.results for p in r.partitions if p.table == "cases")
     return {
         "cases": cases, "latency": latency, "days": history, "read": read,
+        "open": len(report.plan.days(OPEN)), "rewritten": rewritten,
         "share": read / history, "sync_requests": report.requests,
         "count_requests": report.plan.count_requests, "sync_s": sync_seconds,
         "full_requests": full.requests, "full_s": full_seconds,
@@ -67,7 +78,8 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|")
     for cases in (int(c) for c in args.cases.split(",")):
         r = run(cases, args.latency)
-        print(f"| {r['cases']:,} | {r['days']:,} | {r['read']:,} ({r['share']:.0%}) | "
+        print(f"| {r['cases']:,} | {r['days']:,} | {r['read']:,} ({r['share']:.1%}) | "
+              f"{r['open']:,} / {r['rewritten']:,} | "
               f"{r['sync_requests']:,} ({r['count_requests']:,}) | {r['sync_s']:.1f} | "
               f"{r['full_requests']:,} | {r['full_s']:.1f} | "
               f"{r['added']:,} / {r['changed']:,} / {r['deleted']:,} |", flush=True)  # fmt: skip

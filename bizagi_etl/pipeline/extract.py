@@ -245,6 +245,14 @@ def _total(path: str, shared: tuple[BizagiClient, str | None]) -> int | None:
     return count
 
 
+def record_tables(stream: Stream, records: list[Record]) -> dict[str, pa.Table]:
+    """Flat records as the stream's tables (its own and its children's), converted exactly as
+    an extraction converts them, conformed to the declared schemas."""
+    buffers = _Buffers(stream)
+    buffers.add(records)
+    return {t: combine(b, declared.schema, t) for t, _key, declared, b in buffers.tables()}
+
+
 def flat_record(stream: Stream, record: Record, process_id: str | None) -> Record:
     """A record as the stream's row: flattened, and tagged with its process when fanned out."""
     flat = stream.flatten(record) if stream.flatten else dict(record)

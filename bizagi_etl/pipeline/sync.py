@@ -1,20 +1,25 @@
-"""Bring a daily stream's lake (and warehouse) to the server's current state, reading only the
-days where something can have changed.
+"""Bring a daily stream's lake (and warehouse) to the server's current state, reading only
+what can have changed.
 
 A day of cases is first extracted the day after, when most of its cases are still open; they
 close, change and vanish later, and cases expose no modified-at cursor. What the API offers is
-``$filter`` on case attributes and a cheap total per window (``$count``). So a sync reads:
+``$filter`` on case attributes and a cheap total per window (``$count``). So a sync:
 
-- **new days**: from the last day landed (it was incomplete then) up to today;
-- **open days**: days that held an open case in the lake (``closed`` false): its state,
-  parameters and workitems can still move, and it can be deleted;
-- **moved days**: days whose count at the source differs from the lake's, which is how a
-  deleted or aborted case of a closed day shows. Counts are compared per query path (process)
-  over the whole history first, and only a window that differs is split in two, down to days,
-  so the requests follow what changed, not the length of the history.
+- **reads the new days**: from the last day landed (it was incomplete then) up to today;
+- **refreshes the open cases, not their days**: per process, the cases open now
+  (``closed eq false``) and those closed since the last sync (``solutionDate ge …``) come back
+  with their current state and parameters, and replace their rows in the days they belong to.
+  A case that was open and is in neither listing was deleted. A day is open as long as any of
+  its cases is, and some never close, so re-reading open days would re-read most of the
+  history; listing open cases costs what is open, not the history;
+- **reads the moved days**: days whose count at the source differs from the lake's (after the
+  refresh), which is how a deleted or aborted closed case shows. Counts are compared per query
+  path (process) over the whole history first, and only a window that differs is split in two,
+  down to days, so the requests follow what changed, not the length of the history.
 
 Closed cases are taken as final (Bizagi does not reopen them), and a case never moves to
-another day (its ``creationDate`` does not change). A server that reports no totals gives
+another day (its ``creationDate`` does not change). Streams without ``closed`` and
+``solutionDate`` attributes have no open rows to refresh. A server that reports no totals gives
 nothing to compare: every landed day is read again. Cases that vanished are recorded in the
 lake table ``<stream>_deleted`` (``case_id``, ``process_id``, the day it was created, when the
 sync found it gone), partitioned by the day of the sync, and loaded like any table.
@@ -30,23 +35,38 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from bizagi_etl.connector import AUTO_PAGE_SIZE, BizagiClient, SchemaError
+from bizagi_etl.connector import (
+    AUTO_PAGE_SIZE,
+    BizagiClient,
+    QueryStats,
+    SchemaError,
+    iter_rows,
+    odata,
+)
 from bizagi_etl.pipeline.extract import (
     ExtractResult,
     Progress,
     chunk_days_for,
     count_window,
     extract_stream,
+    flat_record,
     load_result,
+    record_tables,
     stream_paths,
+    typed_by_metadata,
 )
-from bizagi_etl.pipeline.lake import Lake
+from bizagi_etl.pipeline.frames import combine, empty_table
+from bizagi_etl.pipeline.lake import Lake, extracted_at_of
+from bizagi_etl.pipeline.schema import Col
 from bizagi_etl.pipeline.streams import DAILY, Stream
 from bizagi_etl.pipeline.warehouse import Warehouse
 
+Record = dict[str, Any]
 NEW, OPEN, MOVED = "new", "open", "moved"
+SINCE_MARGIN = dt.timedelta(days=1)  # clocks differ: cases closed a day before the last sync too
 DELETED_COLUMNS = pa.schema([
     pa.field("case_id", pa.int64()), pa.field("process_id", pa.string()),
     pa.field("created_day", pa.date32()), pa.field("detected_at", pa.timestamp("us", tz="UTC")),
@@ -55,11 +75,15 @@ DELETED_COLUMNS = pa.schema([
 
 @dataclass(slots=True)
 class Landed:
-    """What the lake holds of one day: rows per query path (process), and open rows."""
+    """What the lake holds of one day: rows per query path (process), and its open cases."""
 
     by_path: Counter[str | None] = field(default_factory=Counter)
     rows: int = 0
-    open: int = 0
+    open_ids: dict[Any, str | None] = field(default_factory=dict)  # open case id -> process
+
+    @property
+    def open(self) -> int:
+        return len(self.open_ids)
 
 
 @dataclass(slots=True)
@@ -78,6 +102,7 @@ class SyncPlan:
 class SyncReport:
     plan: SyncPlan
     results: list[ExtractResult] = field(default_factory=list)
+    listings: list[QueryStats] = field(default_factory=list)  # the open-case queries
     added: int = 0
     changed: int = 0
     deleted: int = 0
@@ -86,7 +111,8 @@ class SyncReport:
 
     @property
     def requests(self) -> int:
-        return self.plan.count_requests + sum(r.requests for r in self.results)
+        reads = sum(r.requests for r in self.results) + sum(q.requests for q in self.listings)
+        return self.plan.count_requests + reads
 
 
 def sync_stream(
@@ -99,18 +125,20 @@ def sync_stream(
     now: dt.datetime,
     progress: Progress | None = None,
 ) -> SyncReport:
-    """Plan (``plan_sync``), read the planned days, record what vanished, load what moved.
+    """Refresh the open cases, then read the new and the moved days (``plan_sync``); record
+    what vanished; load what changed.
 
     ``now`` is the instant of the sync (UTC): its day is the last, incomplete one, read again
     next time; cases found gone are recorded as found at ``now``.
     """
     if stream.partitioning != DAILY:
         raise SchemaError(f"stream {stream.name!r} is a snapshot: sync brings daily streams")
+    stream = typed_by_metadata(client, stream)
     landed = landed_days(lake, stream)
-    plan = plan_sync(client, stream, landed, start=start, today=now.date())
-    report = SyncReport(plan=plan)
-    gone: list[dict[str, Any]] = []
-    for lo, hi in _ranges(plan.days()):
+    report = SyncReport(plan=SyncPlan(stream=stream.name, landed_days=len(landed)))
+    gone = _refresh_open(client, stream, lake, landed, now, report)
+    plan_sync(client, stream, landed, start=start, today=now.date(), plan=report.plan)
+    for lo, hi in _ranges(sorted(report.plan.days(NEW) + report.plan.days(MOVED))):
         days = _days(lo, hi)
         before = _rows(lake, stream, days)
         report.results.append(extract_stream(client, stream, lake, start=lo, end=hi,
@@ -118,17 +146,128 @@ def sync_stream(
         after = _rows(lake, stream, days)
         report.added += len(after.keys() - before.keys())
         report.changed += sum(1 for k in after.keys() & before.keys() if after[k] != before[k])
-        gone += [{"case_id": int(k), "process_id": process, "created_day": day,
-                  "detected_at": now}
-                 for k, (_, process, day) in before.items() if k not in after]  # fmt: skip
+        gone += [_gone(k, process, day, now) for k, (_, process, day) in before.items()
+                 if k not in after]  # fmt: skip
     report.deleted = len(gone)
-    report.full_requests = _full_cost(client, plan, landed_days(lake, stream), start, now)
+    report.full_requests = _full_cost(client, report.plan, landed_days(lake, stream), start, now)
     if gone:
         report.results.append(_record_deleted(lake, f"{stream.name}_deleted", gone, now))
     if warehouse is not None:
         for result in report.results:
             report.loaded |= load_result(warehouse, result, now)
     return report
+
+
+def _refresh_open(
+    client: BizagiClient,
+    stream: Stream,
+    lake: Lake,
+    landed: dict[dt.date, Landed],
+    now: dt.datetime,
+    report: SyncReport,
+) -> list[dict[str, Any]]:
+    """Replace the rows of the cases open at the last sync with their state now, in the days
+    they belong to (each such day marked OPEN); returns the open cases that vanished. The
+    landed counts are brought up to date, so counting then finds only closed cases' moves."""
+    sources = {c.name: c.source for c in stream.columns}
+    last = max(landed, default=None)
+    open_days = [d for d, s in landed.items() if s.open_ids and d != last]
+    if not open_days or "closed" not in sources or "solution_date" not in sources:
+        return []
+    since = _last_sync(lake, stream, last) - SINCE_MARGIN if last else now - SINCE_MARGIN
+    listings = (
+        f"{odata.prop(sources['closed'])} eq false",
+        odata.compare(sources["solution_date"], "ge", since),
+    )
+    fresh: dict[dt.date, dict[Any, Record]] = {d: {} for d in open_days}
+    key = sources.get(stream.key[0], stream.key[0])
+    for path, process in stream_paths(client, stream):
+        for condition in listings:
+            stats = QueryStats(path=path)
+            report.listings.append(stats)
+            for row in iter_rows(client, path, filter=condition, stats=stats):
+                record = flat_record(stream, row, process)
+                day = _day_of(record.get(stream.cursor or ""))
+                if day in fresh:
+                    fresh[day][record.get(key)] = record
+    gone: list[dict[str, Any]] = []
+    for day in open_days:
+        gone += _patch_day(stream, lake, landed[day], day, fresh[day], now, report)
+        report.plan.reasons[day] = OPEN
+    return gone
+
+
+def _patch_day(
+    stream: Stream,
+    lake: Lake,
+    state: Landed,
+    day: dt.date,
+    records: dict[Any, Record],
+    now: dt.datetime,
+    report: SyncReport,
+) -> list[dict[str, Any]]:
+    """One day's partitions with its once-open cases replaced by ``records``; a day where
+    nothing moved is not written."""
+    before = _rows(lake, stream, [day])
+    tables = record_tables(stream, list(records.values()))
+    fresh = _digests(stream, {t: data.to_pylist() for t, data in tables.items()}, day)
+    vanished = [k for k in state.open_ids if k not in records]
+    moved = [k for k in records if before.get(k, (None,))[0] != fresh[k][0]]
+    if not vanished and not moved:
+        return []
+    replaced = set(state.open_ids) | set(records)
+    written = []
+    for table, key, columns in _tables(stream):
+        old = _read_table(lake, table, day)
+        if old.num_rows:
+            ids = pa.array(list(replaced), old.schema.field(key[0]).type)
+            old = old.filter(pc.invert(pc.is_in(old.column(key[0]), value_set=ids)))
+        old = old.drop_columns([c for c in old.column_names if c.startswith("_")])
+        schema = empty_table(columns).schema
+        data = combine([old, tables.get(table, schema.empty_table())], schema, table)
+        written.append(lake.write_partition(table, "day", day.isoformat(), [data], schema,
+                                            key=key, extracted_at=now))  # fmt: skip
+    report.results.append(ExtractResult(stream=stream.name, partitions=written))
+    report.changed += sum(1 for k in moved if k in before)
+    report.added += sum(1 for k in moved if k not in before)
+    for k in vanished:
+        state.by_path[state.open_ids[k]] -= 1
+        state.rows -= 1
+    return [_gone(k, state.open_ids[k], day, now) for k in vanished]
+
+
+def _tables(stream: Stream) -> Iterator[tuple[str, tuple[str, ...], tuple[Col, ...]]]:
+    yield stream.name, stream.key, stream.columns
+    for child in stream.children:
+        yield child.name, child.key, child.columns
+
+
+def _read_table(lake: Lake, table: str, day: dt.date) -> pa.Table:
+    if not lake.table_dir(table).is_dir():
+        return pa.table({})
+    files = lake.files(table, "day", day.isoformat())
+    return combine([pq.read_table(f) for f in files], None, table) if files else pa.table({})
+
+
+def _last_sync(lake: Lake, stream: Stream, day: dt.date) -> dt.datetime:
+    """When the last sync ran: the extraction instant of the newest landed day."""
+    files = lake.files(stream.name, "day", day.isoformat())
+    found = extracted_at_of(files[0]) if files else None
+    return found or dt.datetime.combine(day, dt.time(), dt.UTC)
+
+
+def _day_of(value: Any) -> dt.date | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        when = dt.datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return (when if when.tzinfo else when.replace(tzinfo=dt.UTC)).astimezone(dt.UTC).date()
+
+
+def _gone(key: Any, process: Any, day: dt.date, now: dt.datetime) -> dict[str, Any]:
+    return {"case_id": int(key), "process_id": process, "created_day": day, "detected_at": now}
 
 
 def plan_sync(
@@ -138,22 +277,22 @@ def plan_sync(
     *,
     start: dt.date,
     today: dt.date,
+    plan: SyncPlan | None = None,
 ) -> SyncPlan:
-    """The days a sync must read, and why, spending count requests only where it must."""
-    plan = SyncPlan(stream=stream.name, landed_days=len(landed))
+    """The days a sync must read, and why: the new days, and the days whose count moved,
+    spending count requests only where they must (days already in ``plan`` are skipped)."""
+    plan = plan if plan is not None else SyncPlan(stream=stream.name, landed_days=len(landed))
     first = min(landed, default=start)
     last = max(landed, default=start)
     for day in _days(last if landed else start, today + dt.timedelta(days=1)):
         plan.reasons[day] = NEW
-    for day, state in landed.items():
-        if state.open and day not in plan.reasons:
-            plan.reasons[day] = OPEN
     assert stream.cursor is not None
     paths = list(stream_paths(client, stream))
     plan.paths = len(paths)
-    end = max(landed) + dt.timedelta(days=1) if landed else first
-    for path, process in paths:  # days already planned are skipped as the windows narrow
-        _drill(client, stream.cursor, path, process, landed, first, end, None, plan)
+    # Up to the new days only: they gain cases at the source, which would hide a loss elsewhere
+    # in the same window.
+    for path, process in paths:
+        _drill(client, stream.cursor, path, process, landed, first, last, None, plan)
     return plan
 
 
@@ -169,7 +308,7 @@ def _drill(
     plan: SyncPlan,
 ) -> int | None:
     """Split [lo, hi) until the windows whose count moved are single days; marks them."""
-    if lo >= hi or all(d in plan.reasons for d in _days(lo, hi)):
+    if lo >= hi:
         return server
     if server is None:
         server = count_window(client, path, cursor, lo, hi)
@@ -182,7 +321,7 @@ def _drill(
     if server == local:
         return server
     if hi - lo == dt.timedelta(days=1):
-        plan.reasons.setdefault(lo, MOVED)
+        plan.reasons[lo] = MOVED
         return server
     mid = lo + dt.timedelta(days=(hi - lo).days // 2)
     left = _drill(client, cursor, path, process, landed, lo, mid, None, plan)
@@ -205,12 +344,16 @@ def landed_days(
         state = Landed()
         for file in lake.files(table, "day", value):
             names = set(pq.read_schema(file).names)
-            columns = [c for c in (process, "closed") if c and c in names]
+            columns = [c for c in ("id", process, "closed") if c and c in names]
             data = pq.read_table(file, columns=columns).to_pydict()
-            owners = data.get(process or "", [None] * pq.read_metadata(file).num_rows)
+            count = pq.read_metadata(file).num_rows
+            owners = data.get(process or "", [None] * count)
             state.by_path.update(owners)
-            state.rows += len(owners)
-            state.open += sum(1 for c in data.get("closed", []) if c is False)
+            state.rows += count
+            ids, closed = data.get("id", [None] * count), data.get("closed", [None] * count)
+            for key, owner, is_closed in zip(ids, owners, closed, strict=True):
+                if is_closed is False:
+                    state.open_ids[key] = owner
         out[dt.date.fromisoformat(value)] = state
     return out
 
@@ -222,14 +365,26 @@ def _rows(lake: Lake, stream: Stream, days: list[dt.date]) -> dict[Any, tuple[in
     present = {v for c, v in lake.partitions(stream.name)} if lake.table_dir(
         stream.name).is_dir() else set()  # fmt: skip
     for day in days:
-        if day.isoformat() not in present:
-            continue
-        children = {c.name: _by_parent(lake, c.name, c.key[0], day) for c in stream.children}
-        for row in _read(lake, stream.name, day):
-            key = row[stream.key[0]]
-            extra = tuple(tuple(children[c].get(key, ())) for c in sorted(children))
-            rows[key] = (hash((_plain(row), extra)), row.get("process_id"), day)
+        if day.isoformat() in present:
+            tables = {t: _read(lake, t, day) for t, _key, _columns in _tables(stream)}
+            rows |= _digests(stream, tables, day)
     return rows
+
+
+def _digests(
+    stream: Stream, tables: dict[str, list[dict[str, Any]]], day: dt.date
+) -> dict[Any, tuple[int, Any, dt.date]]:
+    children: dict[str, dict[Any, list[tuple]]] = {}
+    for child in stream.children:
+        grouped = children.setdefault(child.name, {})
+        for row in tables.get(child.name, []):
+            grouped.setdefault(row[child.key[0]], []).append(_plain(row))
+    out = {}
+    for row in tables.get(stream.name, []):
+        key = row[stream.key[0]]
+        extra = tuple(tuple(children[c].get(key, ())) for c in sorted(children))
+        out[key] = (hash((_plain(row), extra)), row.get("process_id"), day)
+    return out
 
 
 def _read(lake: Lake, table: str, day: dt.date) -> list[dict[str, Any]]:
@@ -237,13 +392,6 @@ def _read(lake: Lake, table: str, day: dt.date) -> list[dict[str, Any]]:
         return []
     files = lake.files(table, "day", day.isoformat())
     return [r for f in files for r in pq.read_table(f).to_pylist()]
-
-
-def _by_parent(lake: Lake, table: str, parent: str, day: dt.date) -> dict[Any, list[tuple]]:
-    grouped: dict[Any, list[tuple]] = {}
-    for row in _read(lake, table, day):
-        grouped.setdefault(row[parent], []).append(_plain(row))
-    return grouped
 
 
 def _plain(row: dict[str, Any]) -> tuple:
