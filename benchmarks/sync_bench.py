@@ -71,11 +71,10 @@ def main() -> None:
     parser.add_argument("--latency", type=int, default=0)
     args = parser.parse_args()
     use_system_allocator()
-    print(
-        "| cases | days | days re-read (share) | sync requests (counts) | sync s "
-        "| full requests | full s | added / changed / deleted |"
-    )
-    print("|---|---|---|---|---|---|---|---|")
+    print("| cases | days | days re-read (share) | open days refreshed / rewritten "
+          "| sync requests (counts) | sync s | full requests | full s "
+          "| added / changed / deleted |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|")
     for cases in (int(c) for c in args.cases.split(",")):
         r = run(cases, args.latency)
         print(f"| {r['cases']:,} | {r['days']:,} | {r['read']:,} ({r['share']:.1%}) | "
