@@ -144,17 +144,28 @@ def streams(streams_file: Path | None) -> None:
     out.print(table)
 
 
+def _where(command: Any) -> Any:
+    """The options that say where a run lands (extract and sync share them)."""
+    options = (
+        click.option("--lake", type=click.Path(file_okay=False, path_type=Path), default=None,
+                     help="Lake folder [env BIZAGI_LAKE; default bizagi-data/lake]."),
+        click.option("--warehouse", type=click.Path(dir_okay=False, path_type=Path),
+                     default=None,
+                     help="DuckDB file [env BIZAGI_WAREHOUSE; default bizagi-data/...duckdb]"),
+        click.option("--no-load", is_flag=True, help="Write the lake only."),
+        click.option("--streams-file", type=click.Path(dir_okay=False, path_type=Path),
+                     help="Your own streams (TOML) [env BIZAGI_STREAMS_FILE]."),
+    )  # fmt: skip
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 @main.command()
 @click.argument("stream_names", metavar="STREAM...", nargs=-1, required=True)
 @click.option("--start", type=_DAY, help="First day (UTC), inclusive. Default: yesterday.")
 @click.option("--end", type=_DAY, help="Last day (UTC), exclusive. Default: today.")
-@click.option("--lake", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Lake folder [env BIZAGI_LAKE; default bizagi-data/lake].")  # fmt: skip
-@click.option("--warehouse", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="DuckDB file [env BIZAGI_WAREHOUSE; default bizagi-data/...duckdb]")  # fmt: skip
-@click.option("--no-load", is_flag=True, help="Write the lake only.")
-@click.option("--streams-file", type=click.Path(dir_okay=False, path_type=Path),
-              help="Your own streams (TOML) [env BIZAGI_STREAMS_FILE].")  # fmt: skip
+@_where
 @click.option("--duckdb-memory-limit",
               help="DuckDB's memory while loading, beyond which it spills to disk "
               "[env BIZAGI_DUCKDB_MEMORY_LIMIT; default 128MB].")  # fmt: skip
@@ -199,13 +210,7 @@ def extract(
     metavar="INSTANT",
     help="Sync up to this instant (ISO day or date-time, UTC; default: now).",
 )
-@click.option("--lake", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Lake folder [env BIZAGI_LAKE; default bizagi-data/lake].")  # fmt: skip
-@click.option("--warehouse", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="DuckDB file [env BIZAGI_WAREHOUSE; default bizagi-data/...duckdb]")  # fmt: skip
-@click.option("--no-load", is_flag=True, help="Write the lake only.")
-@click.option("--streams-file", type=click.Path(dir_okay=False, path_type=Path),
-              help="Your own streams (TOML) [env BIZAGI_STREAMS_FILE].")  # fmt: skip
+@_where
 def sync(
     stream_names: tuple[str, ...],
     now_text: str | None,
