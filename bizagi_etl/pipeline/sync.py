@@ -149,7 +149,7 @@ def sync_stream(
         gone += [_gone(k, process, day, now) for k, (_, process, day) in before.items()
                  if k not in after]  # fmt: skip
     report.deleted = len(gone)
-    report.full_requests = _full_cost(client, report.plan, landed_days(lake, stream), start, now)
+    report.full_requests = _full_cost(client, report.plan, landed, start, now)  # as it was
     if gone:
         report.results.append(_record_deleted(lake, f"{stream.name}_deleted", gone, now))
     if warehouse is not None:
@@ -208,7 +208,8 @@ def _patch_day(
 ) -> list[dict[str, Any]]:
     """One day's partitions with its once-open cases replaced by ``records``; a day where
     nothing moved is not written."""
-    before = _rows(lake, stream, [day])
+    olds = {table: _read_table(lake, table, day) for table, _key, _columns in _tables(stream)}
+    before = _digests(stream, {t: data.to_pylist() for t, data in olds.items()}, day)
     tables = record_tables(stream, list(records.values()))
     fresh = _digests(stream, {t: data.to_pylist() for t, data in tables.items()}, day)
     vanished = [k for k in state.open_ids if k not in records]
@@ -218,7 +219,7 @@ def _patch_day(
     replaced = set(state.open_ids) | set(records)
     written = []
     for table, key, columns in _tables(stream):
-        old = _read_table(lake, table, day)
+        old = olds[table]
         if old.num_rows:
             ids = pa.array(list(replaced), old.schema.field(key[0]).type)
             old = old.filter(pc.invert(pc.is_in(old.column(key[0]), value_set=ids)))
