@@ -392,7 +392,7 @@ class _Run:
         days: list[dt.date] = []
         outside = 0
         for record in records:
-            when = _instant(record.get(cursor) if cursor else None)
+            when = utc_instant(record.get(cursor) if cursor else None)
             if when is None or not lo <= when < hi:
                 outside += 1
                 log.warning(
@@ -558,7 +558,8 @@ def midnight(day: dt.date) -> dt.datetime:
     return dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC)
 
 
-def _instant(value: Any) -> dt.datetime | None:
+def utc_instant(value: Any) -> dt.datetime | None:
+    """An ISO date-time text as a UTC instant (naive means UTC); None for anything else."""
     if not isinstance(value, str):
         return None
     try:

@@ -57,6 +57,7 @@ from bizagi_etl.pipeline.extract import (
     record_tables,
     stream_paths,
     typed_by_metadata,
+    utc_instant,
 )
 from bizagi_etl.pipeline.frames import combine, empty_table
 from bizagi_etl.pipeline.lake import Lake, extracted_at_of
@@ -80,10 +81,6 @@ class Landed:
     by_path: Counter[str | None] = field(default_factory=Counter)
     rows: int = 0
     open_ids: dict[Any, str | None] = field(default_factory=dict)  # open case id -> process
-
-    @property
-    def open(self) -> int:
-        return len(self.open_ids)
 
 
 @dataclass(slots=True)
@@ -187,7 +184,8 @@ def _refresh_open(
             report.listings.append(stats)
             for row in iter_rows(client, path, filter=condition, stats=stats):
                 record = flat_record(stream, row, process)
-                day = _day_of(record.get(stream.cursor or ""))
+                when = utc_instant(record.get(stream.cursor or ""))
+                day = when.date() if when else None
                 if day in fresh:
                     fresh[day][record.get(key)] = record
     gone: list[dict[str, Any]] = []
@@ -255,16 +253,6 @@ def _last_sync(lake: Lake, stream: Stream, day: dt.date) -> dt.datetime:
     files = lake.files(stream.name, "day", day.isoformat())
     found = extracted_at_of(files[0]) if files else None
     return found or dt.datetime.combine(day, dt.time(), dt.UTC)
-
-
-def _day_of(value: Any) -> dt.date | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        when = dt.datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return (when if when.tzinfo else when.replace(tzinfo=dt.UTC)).astimezone(dt.UTC).date()
 
 
 def _gone(key: Any, process: Any, day: dt.date, now: dt.datetime) -> dict[str, Any]:
@@ -389,10 +377,7 @@ def _digests(
 
 
 def _read(lake: Lake, table: str, day: dt.date) -> list[dict[str, Any]]:
-    if not lake.table_dir(table).is_dir():
-        return []
-    files = lake.files(table, "day", day.isoformat())
-    return [r for f in files for r in pq.read_table(f).to_pylist()]
+    return list(_read_table(lake, table, day).to_pylist())
 
 
 def _plain(row: dict[str, Any]) -> tuple:
