@@ -14,6 +14,7 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import httpx
 import pandas as pd
 import pytest
@@ -175,3 +176,22 @@ def make_server() -> Callable[..., AbstractContextManager[EmulatorServer]]:
             yield server
 
     return start
+
+
+# -- the warehouse a Dagster test run wrote (w.duckdb in its folder) ---------------------------
+
+
+def query(folder: Path, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
+    con = duckdb.connect(str(folder / "w.duckdb"), read_only=True)
+    try:
+        return con.execute(sql, params or []).fetchall()
+    finally:
+        con.close()
+
+
+def execute(folder: Path, sql: str) -> None:
+    con = duckdb.connect(str(folder / "w.duckdb"))
+    try:
+        con.execute(sql)
+    finally:
+        con.close()

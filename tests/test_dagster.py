@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
-import duckdb
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+from conftest import execute, query
 
 from bizagi_etl.connector.settings import BizagiSettings
 from bizagi_etl.emulator import EmulatorServer
@@ -85,22 +85,6 @@ def run_daily(
     return d.resolve_job_def("bizagi_daily").execute_in_process(
         partition_key=partition_key, tags=tags, resources=res, instance=instance
     )
-
-
-def query(folder: Path, sql: str) -> list[tuple[Any, ...]]:
-    con = duckdb.connect(str(folder / "w.duckdb"), read_only=True)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
-
-
-def execute(folder: Path, sql: str) -> None:
-    con = duckdb.connect(str(folder / "w.duckdb"))
-    try:
-        con.execute(sql)
-    finally:
-        con.close()
 
 
 def checks_of(result: dg.ExecuteInProcessResult) -> dict[tuple[str, str], bool]:

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
-import duckdb
 import pandas as pd
 import pytest
+from conftest import execute, query
 
 from bizagi_etl.emulator import EmulatorServer
 from dagster_project.definitions import defs
@@ -64,22 +64,6 @@ def run_range(
     return d.resolve_job_def("bizagi_daily").execute_in_process(
         tags=tags, resources=res, instance=instance
     )
-
-
-def query(folder: Path, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
-    con = duckdb.connect(str(folder / "w.duckdb"), read_only=True)
-    try:
-        return con.execute(sql, params or []).fetchall()
-    finally:
-        con.close()
-
-
-def execute(folder: Path, sql: str) -> None:
-    con = duckdb.connect(str(folder / "w.duckdb"))
-    try:
-        con.execute(sql)
-    finally:
-        con.close()
 
 
 def duckdb_columns(folder: Path, schema: str, table: str) -> dict[str, str]:
