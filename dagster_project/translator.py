@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import dagster as dg
 
+from bizagi_etl.connector import SettingsError
 from bizagi_etl.pipeline import DAILY, SCHEMA, Catalog, PipelineSettings, Stream
 
 __all__ = [
@@ -25,6 +27,9 @@ __all__ = [
     "FRESHNESS",
     "LAKE",
     "OWNERS",
+    "RANGE_END",
+    "RANGE_START",
+    "SYNC_AT",
     "WAREHOUSE",
     "asset_args",
     "asset_key",
@@ -32,11 +37,18 @@ __all__ = [
     "is_daily",
     "markdown",
     "streams",
+    "sync_instant",
     "view_args",
 ]
 
 LAKE, WAREHOUSE, ANALYTICS = "lake", "warehouse", "analytics"
 OWNERS = ["team:data-platform"]
+# A run over a range of partitions carries these tags (dagster does not export the names).
+RANGE_START = "dagster/asset_partition_range_start"
+RANGE_END = "dagster/asset_partition_range_end"
+# A run the daily schedule launches syncs (reads what changed, not only its window) as of the
+# tick's instant, so a retried run reads what the first attempt would have.
+SYNC_AT = "bizagi/sync_at"
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,3 +133,12 @@ _PLACEHOLDER = re.compile(r"(?<!`)\b([\w.]*<\w+>[\w.]*)")
 def markdown(text: str) -> str:
     """Text safe for the UI's Markdown: ``entity_<name>`` in code, not eaten as an HTML tag."""
     return _PLACEHOLDER.sub(r"`\1`", text)
+
+
+def sync_instant(tags: Mapping[str, str]) -> dt.datetime | None:
+    """The instant a run syncs as of, if the daily schedule launched it to sync."""
+    raw = tags.get(SYNC_AT)
+    try:
+        return dt.datetime.fromisoformat(raw).astimezone(dt.UTC) if raw else None
+    except ValueError:
+        raise SettingsError(f"run tag {SYNC_AT!r}: expected an ISO instant, got {raw!r}") from None

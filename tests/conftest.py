@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
+import json
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 import duckdb
 import httpx
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -195,3 +197,46 @@ def execute(folder: Path, sql: str) -> None:
         con.execute(sql)
     finally:
         con.close()
+
+
+# -- the truth of a moving world, and what landed of it -----------------------------------------
+
+CaseState = tuple[dict[int, tuple[Any, ...]], set[tuple[Any, ...]]]
+
+
+def truth_at(server: EmulatorServer, folder: Path, before: dt.datetime | None = None) -> CaseState:
+    """Cases (id -> closed, solution instant) and parameters (case, xpath, value) at the
+    emulator's clock; with ``before``, only the cases created before that instant."""
+    export_truth(server.emulated.ds, folder, cases_only=True)
+    cases = pq.read_table(folder / "cases.parquet").to_pylist()
+    cases = [c for c in cases if before is None or c["creation_utc"] < before]
+    ids = {c["id"] for c in cases}
+    params = pq.read_table(folder / "case_parameters.parquet").to_pylist()
+    by_id = {c["id"]: (c["closed"], _instant(c["solutionDate"])) for c in cases}
+    return by_id, {(p["case_id"], p["xpath"], _value(p["value"])) for p in params
+                   if p["case_id"] in ids}  # fmt: skip
+
+
+def landed_cases(cases: list[tuple[Any, ...]], params: list[tuple[Any, ...]]) -> CaseState:
+    """The same shape from warehouse rows: (id, closed, solution_date) and (case_id, xpath,
+    value, value_type)."""
+    by_id = {i: (closed, when) for i, closed, when in cases}
+    return by_id, {(c, x, _landed_value(v, t)) for c, x, v, t in params}
+
+
+def _instant(text: str | None) -> dt.datetime | None:
+    return None if text is None else dt.datetime.fromisoformat(text).astimezone(dt.UTC)
+
+
+def _value(json_text: str | None) -> object:
+    return None if json_text is None else _hashable(json.loads(json_text))
+
+
+def _landed_value(text: str | None, kind: str) -> object:
+    if kind == "string":
+        return text
+    return None if text is None else _hashable(json.loads(text))
+
+
+def _hashable(value: object) -> object:
+    return json.dumps(value, sort_keys=True) if isinstance(value, list | dict) else value

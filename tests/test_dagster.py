@@ -615,14 +615,20 @@ def test_custom_streams_from_a_file_become_assets(monkeypatch, small_server, sma
         (dt.datetime(2024, 3, 1, 1, 30, tzinfo=dt.UTC), "2024-02-29"),
     ],
 )
-def test_daily_schedule_requests_the_last_complete_day(d, tick, partition):
+def test_daily_schedule_requests_the_last_complete_day(d, tick, partition, tmp_path):
+    """With nothing landed yet, the sync run is the last complete day (a backfill lands the
+    history; tests/test_dagster_sync.py follows the schedule over simulated days)."""
     schedule = d.resolve_schedule_def("bizagi_daily_schedule")
     assert schedule.job_name == "bizagi_daily"
     assert schedule.execution_timezone == "UTC"
     assert schedule.cron_schedule == "30 1 * * *"
-    data = schedule.evaluate_tick(dg.build_schedule_context(scheduled_execution_time=tick))
-    (request,) = data.run_requests or []
-    assert request.partition_key == partition
+    lakehouse = LakehouseResource(lake_root=str(tmp_path / "lake"),
+                                  warehouse_path=str(tmp_path / "w.duckdb"))  # fmt: skip
+    context = dg.build_schedule_context(scheduled_execution_time=tick,
+                                        resources={"lakehouse": lakehouse})  # fmt: skip
+    (request,) = schedule.evaluate_tick(context).run_requests or []
+    assert request.partition_key_range == dg.PartitionKeyRange(partition, partition)
+    assert request.tags["bizagi/sync_at"] == tick.isoformat()
 
 
 def test_snapshot_schedule_runs_at_half_past_two_utc(d):

@@ -6,15 +6,12 @@ changed, not the length of the history."""
 from __future__ import annotations
 
 import datetime as dt
-import json
 import re
 from collections import Counter
-from pathlib import Path
 
-import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
-from conftest import settings_for
+from conftest import landed_cases, settings_for, truth_at
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -24,7 +21,6 @@ from bizagi_etl.cli import main
 from bizagi_etl.connector import BizagiClient, BizagiSettings
 from bizagi_etl.emulator import EmulatorConfig, EmulatorServer
 from bizagi_etl.emulator.server import AsgiServer
-from bizagi_etl.emulator.truth import export_truth
 from bizagi_etl.pipeline import (
     MOVED,
     NEW,
@@ -43,38 +39,10 @@ CONFIG = EmulatorConfig(cases=500, start=START, end=END, now=END, seed=11)
 DAYS = 45
 
 
-def truth_at(server: EmulatorServer, folder: Path) -> tuple[dict[int, tuple], set[tuple]]:
-    """Cases (id -> closed, solution instant) and parameters (case, xpath, value) at the clock."""
-    export_truth(server.emulated.ds, folder, cases_only=True)
-    cases = pq.read_table(folder / "cases.parquet").to_pylist()
-    params = pq.read_table(folder / "case_parameters.parquet").to_pylist()
-    by_id = {c["id"]: (c["closed"], _instant(c["solutionDate"])) for c in cases}
-    return by_id, {(p["case_id"], p["xpath"], _value(p["value"])) for p in params}
-
-
 def landed(warehouse: Warehouse) -> tuple[dict[int, tuple], set[tuple]]:
     cases = warehouse.query("SELECT id, closed, solution_date FROM bizagi.cases")
     params = warehouse.query("SELECT case_id, xpath, value, value_type FROM bizagi.case_parameters")
-    by_id = {i: (closed, when) for i, closed, when in cases}
-    return by_id, {(c, x, _landed_value(v, t)) for c, x, v, t in params}
-
-
-def _instant(text: str | None) -> dt.datetime | None:
-    return None if text is None else dt.datetime.fromisoformat(text).astimezone(dt.UTC)
-
-
-def _value(json_text: str | None) -> object:
-    return None if json_text is None else _hashable(json.loads(json_text))
-
-
-def _landed_value(text: str | None, kind: str) -> object:
-    if kind == "string":
-        return text
-    return None if text is None else _hashable(json.loads(text))
-
-
-def _hashable(value: object) -> object:
-    return json.dumps(value, sort_keys=True) if isinstance(value, list | dict) else value
+    return landed_cases(cases, params)
 
 
 @pytest.fixture(scope="module")

@@ -27,7 +27,8 @@ _EXPORTS = {
         "page_frames", "partition_frames", "read_frame", "to_frame",
     ),
     "bizagi_etl.pipeline.sync": (
-        "MOVED", "NEW", "OPEN", "SyncPlan", "SyncReport", "landed_days", "plan_sync", "sync_stream",
+        "MOVED", "NEW", "OPEN", "SyncPlan", "SyncReport", "deleted_table", "landed_days",
+        "plan_sync", "stale_partitions", "sync_stream",
     ),
     "bizagi_etl.pipeline.settings": (
         "DEFAULT_MEMORY_LIMIT", "PIPELINE_ENV_VARS", "PipelineSettings",
@@ -86,8 +87,10 @@ if TYPE_CHECKING:
         OPEN,
         SyncPlan,
         SyncReport,
+        deleted_table,
         landed_days,
         plan_sync,
+        stale_partitions,
         sync_stream,
     )
     from bizagi_etl.pipeline.warehouse import SCHEMA, VIEWS, Warehouse

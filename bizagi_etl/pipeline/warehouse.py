@@ -426,6 +426,15 @@ class Warehouse:
         ).fetchall()
         return {str(p): int(n) for p, n in rows}
 
+    def partition_stamps(self, table: str) -> dict[str, dt.datetime]:
+        """When the rows of each partition were extracted (the newest stamp loaded)."""
+        if not self.columns(table):
+            return {}
+        rows = self.con.execute(
+            f"SELECT _partition, max(_extracted_at) FROM {table_ref(table)} GROUP BY 1"
+        ).fetchall()
+        return {str(p): at for p, at in rows}
+
     def key_problems(
         self, table: str, key: Sequence[str], partitions: Sequence[str] | None = None
     ) -> tuple[int, int]:

@@ -28,22 +28,29 @@ is returned once: run totals as ``bizagi/run_*`` (window, rows, requests, pages,
 
 import datetime as dt
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 
 from bizagi_etl.pipeline import (
+    MOVED,
+    NEW,
+    OPEN,
     SCHEMA,
     ExtractResult,
     Lake,
     Stream,
+    SyncReport,
     Warehouse,
     WrittenPartition,
+    deleted_table,
     extract_stream,
     extracted_at_of,
     resolve_streams,
+    stale_partitions,
+    sync_stream,
 )
 from dagster_project.defs.resources import BizagiResource, LakehouseResource
 from dagster_project.translator import (
@@ -54,6 +61,7 @@ from dagster_project.translator import (
     catalog,
     is_daily,
     streams,
+    sync_instant,
 )
 
 __all__ = [
@@ -90,22 +98,32 @@ def stream_assets(stream: Stream) -> list[dg.AssetsDefinition]:
         context: dg.AssetExecutionContext, bizagi: BizagiResource, lakehouse: LakehouseResource
     ) -> dg.MaterializeResult:
         start, end = window(context) if daily else (None, None)
+        sync_at = sync_instant(context.run.tags) if daily else None
         what = span(start, end) if start and end else "(snapshot)"
         client = bizagi.client()
         lake = lakehouse.lake()
-        results = []
+        results, syncs = [], []
         for target in resolve_streams(client, catalog(), [stream.name]):
+            progress = _logger(context)
+            if sync_at is not None and start and end:
+                context.log.info(f"syncing {target.name} as of {sync_at.isoformat()}: {what}")
+                syncs.append(sync_stream(client, target, lake, None, start=start, now=sync_at,
+                                         window=(start, end), progress=progress))  # fmt: skip
+                results += syncs[-1].results
+                continue
             context.log.info(f"extracting {target.name} {what}")
             results.append(
-                extract_stream(
-                    client, target, lake, start=start, end=end, progress=_logger(context)
-                )
+                extract_stream(client, target, lake, start=start, end=end, progress=progress)
             )
         report = _LakeReport(stream, results, lake, daily)
+        reasons = {d: why for sync in syncs for d, why in sync.rewritten().items()}
         if daily:
             for day in context.partition_keys:
-                context.add_asset_metadata(report.partition(day), partition_key=day)
-        return dg.MaterializeResult(metadata=report.run(start, end))
+                reason = {"bizagi/sync_reason": reasons.get(day, NEW)} if syncs else {}
+                context.add_asset_metadata(report.partition(day) | reason, partition_key=day)
+        _record_outside(context, reasons, report.partition)
+        metadata = report.run(start, end) | ({"bizagi/sync": _sync_summary(syncs)} if syncs else {})
+        return dg.MaterializeResult(metadata=metadata)
 
     @dg.asset(**asset_args(stream, WAREHOUSE), pool="duckdb", freshness_policy=FRESHNESS)
     def load(
@@ -113,28 +131,83 @@ def stream_assets(stream: Stream) -> list[dg.AssetsDefinition]:
     ) -> dg.MaterializeResult:
         lake = lakehouse.lake()
         days = window(context) if daily else None
-        context.log.info(f"loading {stream.name} {span(*days) if days else '(newest snapshot)'}")
+        syncing = daily and sync_instant(context.run.tags) is not None
+        context.log.info(f"loading {stream.name} {span(*days) if days else '(newest snapshot)'}"
+                         + (" and every day the sync rewrote" if syncing else ""))  # fmt: skip
         loaded: dict[str, int] = {}
+        outside: dict[str, str] = {}
         with lakehouse.warehouse() as warehouse:
-            for table in tables_of(stream, lake):
-                parts = partitions_to_load(lake, table, days)
+            for table in tables_of(stream, lake, deleted=syncing):
+                parts: list[tuple[str, Sequence[Path]]]
+                if syncing:
+                    parts = [(v, lake.files(table, "day", v))
+                             for v in stale_partitions(lake, warehouse, table)]  # fmt: skip
+                else:
+                    parts = partitions_to_load(lake, table, days)
                 if not parts:
-                    context.log.warning(f"{table}: nothing in the lake to load")
+                    if not syncing:  # a sync that changed nothing has nothing to load
+                        context.log.warning(f"{table}: nothing in the lake to load")
                     continue
-                at = extracted_at_of(parts[0][1][0]) or dt.datetime.now(dt.UTC)
-                loaded[table] = warehouse.load_partitions(table, parts, at)
+                loaded[table] = _load(warehouse, table, parts)
+                if table == stream.name and days:
+                    first, end = days[0].isoformat(), days[1].isoformat()
+                    outside |= {v: "changed" for v, _ in parts if not first <= v < end}
             report = _WarehouseReport.of(stream, warehouse, loaded)
         if daily:
             for day in context.partition_keys:
                 context.add_asset_metadata(report.partition(day), partition_key=day)
+        _record_outside(context, outside, report.partition)
         return dg.MaterializeResult(metadata=report.run(days, lake))
 
     return [extract, load]
 
 
-def tables_of(stream: Stream, lake: Lake) -> list[str]:
-    """Tables a stream fills; a family's members are found in the lake."""
-    return [table for table, _key in stream.tables_among(lake.tables())]
+def tables_of(stream: Stream, lake: Lake, *, deleted: bool = False) -> list[str]:
+    """Tables a stream fills; a family's members are found in the lake. With ``deleted``, also
+    the record of what vanished at the source, once a sync has written one."""
+    tables = [table for table, _key in stream.tables_among(lake.tables())]
+    record = deleted_table(stream.name)
+    return [*tables, record] if deleted and lake.table_dir(record).is_dir() else tables
+
+
+def _load(warehouse: Warehouse, table: str, parts: Sequence[tuple[str, Sequence[Path]]]) -> int:
+    """Load partitions with the instant each was extracted at (a sync mixes instants)."""
+    by_stamp: dict[dt.datetime, list[tuple[str, Sequence[Path]]]] = defaultdict(list)
+    for value, files in parts:
+        by_stamp[extracted_at_of(files[0]) or dt.datetime.now(dt.UTC)].append((value, files))
+    return sum(warehouse.load_partitions(table, group, at) for at, group in by_stamp.items())
+
+
+def _record_outside(
+    context: dg.AssetExecutionContext,
+    reasons: Mapping[str, str],
+    metadata_of: Callable[[str], dict[str, Any]],
+) -> None:
+    """A day a sync rewrote outside the run's partitions is a materialization of this run too."""
+    inside = set(context.partition_keys) if reasons else set()
+    for day, why in sorted(reasons.items()):
+        if day not in inside:
+            metadata = metadata_of(day) | {"bizagi/sync_reason": why}
+            context.log_event(
+                dg.AssetMaterialization(
+                    asset_key=context.asset_key, partition=day, metadata=metadata
+                )
+            )
+
+
+def _sync_summary(syncs: list[SyncReport]) -> dict[str, int]:
+    """What the syncs of a run did, and what a full re-extraction would have cost."""
+    return {
+        "days_new": sum(len(s.plan.days(NEW)) for s in syncs),
+        "days_open": sum(len(s.plan.days(OPEN)) for s in syncs),
+        "days_moved": sum(len(s.plan.days(MOVED)) for s in syncs),
+        "days_rewritten": sum(len(s.rewritten()) for s in syncs),
+        "rows_added": sum(s.added for s in syncs),
+        "rows_changed": sum(s.changed for s in syncs),
+        "rows_deleted": sum(s.deleted for s in syncs),
+        "requests": sum(s.requests for s in syncs),
+        "full_requests": sum(s.full_requests for s in syncs),
+    }
 
 
 def partitions_to_load(

@@ -1,8 +1,9 @@
 """Asset checks on the warehouse tables.
 
 - ``rows_match_api`` (error, blocks downstream views): the rows in the warehouse for the run's
-  window (or, run on its own, for every loaded day) equal the total the API reports for it (a
-  server that reports no total gets a warning, which does not block);
+  window (or, run on its own, for every loaded day; after a sync, for every day up to the
+  window's end) equal the total the API reports for it now (a server that reports no total
+  gets a warning, which does not block);
 - ``key_unique_not_null`` (error): no repeated and no null keys, in the table and its children;
 - ``schema_unchanged`` (warn): every table's columns match those the previous run recorded
   (materializations of the same run, one per day of a range, are never compared together);
@@ -15,7 +16,14 @@ import dagster as dg
 
 from bizagi_etl.pipeline import Stream, Warehouse, count_at_source, resolve_streams
 from dagster_project.defs.resources import BizagiResource, LakehouseResource
-from dagster_project.translator import WAREHOUSE, asset_key, catalog, is_daily, streams
+from dagster_project.translator import (
+    WAREHOUSE,
+    asset_key,
+    catalog,
+    is_daily,
+    streams,
+    sync_instant,
+)
 
 __all__ = ["checks", "stream_checks"]
 
@@ -32,15 +40,20 @@ def _checked_partitions(
     daily: bool,
 ) -> list[str]:
     """Daily: every day of the run's window, or, run on its own, every day in the lake (empty
-    days included: an emptied day must still be checked). Snapshots: the newest one loaded."""
+    days included: an emptied day must still be checked); a sync run, which brings every day
+    to the source's current state, every day in the lake up to its window's end. Snapshots:
+    the newest one loaded."""
     if not daily:
         return sorted(warehouse.partition_counts(table))[-1:]
-    if context.has_partition_key or context.has_partition_key_range:
-        start, end = context.partition_time_window
-        days = (end.date() - start.date()).days
-        return [(start.date() + dt.timedelta(days=i)).isoformat() for i in range(days)]
     lake = lakehouse.lake()
-    return [value for _, value in lake.partitions(table)] if lake.table_dir(table).exists() else []
+    landed = [v for _, v in lake.partitions(table)] if lake.table_dir(table).exists() else []
+    if not (context.has_partition_key or context.has_partition_key_range):
+        return landed
+    start, end = (t.date() for t in context.partition_time_window)
+    window = [(start + dt.timedelta(days=i)).isoformat() for i in range((end - start).days)]
+    if sync_instant(context.run.tags) is None:
+        return window
+    return sorted(set(window) | {v for v in landed if v < end.isoformat()})
 
 
 def stream_checks(stream: Stream) -> list[dg.AssetChecksDefinition]:

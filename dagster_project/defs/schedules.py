@@ -1,26 +1,37 @@
-"""Jobs and schedules: daily partitions early each morning (UTC), snapshots and views after."""
+"""Jobs and schedules: daily partitions early each morning (UTC), snapshots and views after.
+
+The daily schedule syncs: its run's partitions are the days from the last one landed (read
+again: it was the newest then) to the last complete day, and each daily asset brings the
+days before them to the source's current state too (``bizagi_etl.pipeline.sync``: cases that
+closed, changed or vanished), recording those days as materializations of the same run. With
+nothing landed yet, the run is the last complete day; a backfill lands the history.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import TYPE_CHECKING
 
 import dagster as dg
 
+from bizagi_etl.pipeline import Lake
+from dagster_project.defs.resources import LakehouseResource
 from dagster_project.defs.views import view_specs
 from dagster_project.translator import (
+    DAILY_PARTITIONS,
     LAKE,
+    RANGE_END,
+    RANGE_START,
+    SYNC_AT,
     WAREHOUSE,
     asset_key,
     is_daily,
     streams,
 )
 
-__all__ = ["daily_job", "schedules", "snapshot_job"]
+__all__ = ["daily_job", "schedules", "snapshot_job", "sync_window"]
 
 if TYPE_CHECKING:  # the job type define_asset_job returns is not exported by dagster
-    from dagster._core.definitions.partitions.partitioned_schedule import (
-        UnresolvedPartitionedAssetScheduleDefinition,
-    )
     from dagster._core.definitions.unresolved_asset_job_definition import (
         UnresolvedAssetJobDefinition,
     )
@@ -49,14 +60,20 @@ def snapshot_job() -> UnresolvedAssetJobDefinition:
 
 def schedules(
     daily_job: UnresolvedAssetJobDefinition, snapshot_job: UnresolvedAssetJobDefinition
-) -> list[dg.ScheduleDefinition | UnresolvedPartitionedAssetScheduleDefinition]:
-    daily = dg.build_schedule_from_partitioned_job(
-        daily_job,
+) -> list[dg.ScheduleDefinition]:
+    @dg.schedule(
+        job=daily_job,
         name="bizagi_daily_schedule",
-        hour_of_day=1,
-        minute_of_hour=30,
-        description="01:30 UTC: the last complete day of every daily stream",
+        cron_schedule="30 1 * * *",
+        execution_timezone="UTC",
+        description="01:30 UTC: the new days of every daily stream, and the days that changed",
     )
+    def daily(context: dg.ScheduleEvaluationContext, lakehouse: LakehouseResource) -> dg.RunRequest:
+        tick = context.scheduled_execution_time or dt.datetime.now(dt.UTC)
+        first, last = sync_window(lakehouse.lake(), tick)
+        tags = {RANGE_START: first, RANGE_END: last, SYNC_AT: tick.astimezone(dt.UTC).isoformat()}
+        return dg.RunRequest(run_key=f"sync-{last}", tags=tags)
+
     snapshots = dg.ScheduleDefinition(
         name="bizagi_snapshots_schedule",
         job=snapshot_job,
@@ -65,6 +82,23 @@ def schedules(
         description="02:30 UTC: today's snapshots, then the views",
     )
     return [daily, snapshots]
+
+
+def sync_window(lake: Lake, tick: dt.datetime) -> tuple[str, str]:
+    """First and last partition of a sync run at ``tick``: from the oldest of the daily
+    streams' newest landed days to the last complete day, within the partitions."""
+    last = tick.astimezone(dt.UTC).date() - dt.timedelta(days=1)
+    newest = [_newest_day(lake, s.name) for s in streams() if is_daily(s)]
+    first = min((d for d in newest if d is not None), default=last)
+    floor = DAILY_PARTITIONS.start.date()
+    return max(min(first, last), floor).isoformat(), max(last, floor).isoformat()
+
+
+def _newest_day(lake: Lake, table: str) -> dt.date | None:
+    if not lake.table_dir(table).is_dir():
+        return None
+    days = [v for c, v in lake.partitions(table) if c == "day"]
+    return dt.date.fromisoformat(days[-1]) if days else None
 
 
 @dg.definitions
