@@ -11,6 +11,7 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
@@ -89,6 +90,34 @@ def test_batches_with_new_columns_are_unified(tmp_path):
         {"id": 1, "name": "a", "extra": None},
         {"id": 2, "name": "b", "extra": True},
     ]
+
+
+def test_a_scan_reads_chosen_partitions_as_one_table_with_their_values(tmp_path):
+    """Files written before a column existed read it as null; a filter and the chosen
+    partitions narrow what is read; each row says which partition it came from."""
+    lake = Lake(tmp_path)
+    _write(lake, "2025-01-01", [{"id": 1, "name": "a"}])
+    newer = pa.table({"id": [2, 3], "name": ["b", "c"], "extra": [True, False]})
+    lake.write_partition("things", "day", "2025-01-02", [newer], SCHEMA, key=["id"],
+                         extracted_at=AT)  # fmt: skip
+    _write(lake, "2025-01-03", [{"id": 4, "name": "d"}])
+    every = lake.scan("things")
+    assert sorted(every.column_names) == ["_value", "extra", "id", "name"]
+    assert sorted(every.to_pylist(), key=lambda r: r["id"]) == [
+        {"id": 1, "name": "a", "extra": None, "_value": "2025-01-01"},
+        {"id": 2, "name": "b", "extra": True, "_value": "2025-01-02"},
+        {"id": 3, "name": "c", "extra": False, "_value": "2025-01-02"},
+        {"id": 4, "name": "d", "extra": None, "_value": "2025-01-03"},
+    ]
+    chosen = lake.scan("things", ["2025-01-02", "2025-01-03"], columns=["id", "missing"],
+                       where=ds.field("id").isin([1, 3, 4]))  # fmt: skip
+    assert sorted(chosen.to_pylist(), key=lambda r: r["id"]) == [
+        {"id": 3, "_value": "2025-01-02"},
+        {"id": 4, "_value": "2025-01-03"},
+    ]
+    many = [f"2025-01-{d:02}" for d in range(1, 20)]  # more than are listed one by one
+    assert lake.scan("things", many).num_rows == 4
+    assert lake.scan("nothing", ["2025-01-01"]).column_names == ["_value"]
 
 
 def test_crash_while_writing_leaves_the_old_partition(tmp_path):

@@ -49,6 +49,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from bizagi_etl.connector import BizagiError, SchemaError
@@ -231,6 +232,45 @@ class Lake:
             p for d in self._partition_dirs(table, pattern) for p in d.glob("part-*.parquet")
         )
 
+    def scan(
+        self,
+        table: str,
+        values: Sequence[str] | None = None,
+        *,
+        columns: Sequence[str] | None = None,
+        where: ds.Expression | None = None,
+    ) -> pa.Table:
+        """Rows of a table's partitions (every one, or those whose value is in ``values``),
+        read as one dataset, each with its partition's value in a ``_value`` column.
+
+        Files written at different times may differ in columns: their schemas are unified, and
+        a column a file lacks reads as null. ``columns`` not in any file are left out.
+        """
+        files = [str(f) for f in self._files_of(table, values)]
+        if not files:
+            return pa.table({"_value": pa.array([], pa.string())})
+        fragments = ds.dataset(files, format="parquet").get_fragments()
+        schema = pa.unify_schemas([f.physical_schema for f in fragments],
+                                  promote_options="permissive")  # fmt: skip
+        names = [c for c in (columns or schema.names) if c in schema.names]
+        with self._errors(f"reading {table}", self.table_dir(table)):
+            data = ds.dataset(files, format="parquet", schema=schema).to_table(
+                columns=[*names, "__filename"], filter=where
+            )
+        paths = data.column("__filename").dictionary_encode().combine_chunks()
+        of_path = pa.array([_value_of(Path(p)) for p in paths.dictionary.to_pylist()], pa.string())
+        return data.drop_columns(["__filename"]).append_column(
+            "_value", of_path.take(paths.indices)
+        )
+
+    def _files_of(self, table: str, values: Sequence[str] | None) -> list[Path]:
+        """Every file of a table, or of the partitions ``values``: a few are listed each on
+        its own, many by one listing of the table (a listing costs what the table holds)."""
+        if values is not None and len(values) <= _FEW:
+            return [f for v in values for f in self.files(table, "*", v)]
+        wanted = None if values is None else set(values)
+        return [f for f in self.files(table) if wanted is None or _value_of(f) in wanted]
+
     def partitions(self, table: str) -> list[tuple[str, str]]:
         """(column, value) of every partition of a table, in order."""
         found = [d.name.split(".", 1)[0].split("=", 1) for d in self._partition_dirs(table, "*=*")]
@@ -267,9 +307,8 @@ class Lake:
         return sum(pq.read_metadata(f).num_rows for f in self.files(table))
 
     def read(self, table: str) -> pa.Table:
-        """Every partition of a table (tests and small tables)."""
-        files = self.files(table)
-        return combine([pq.read_table(f) for f in files], None, table) if files else pa.table({})
+        """Every partition of a table, as one table (tests and small tables)."""
+        return self.scan(table).drop_columns(["_value"])
 
 
 class PartitionWriter:
@@ -614,6 +653,15 @@ def check_folder(folder: Path, subject: str, variable: str, *, own: bool = True)
                 f"{subject}: {what} is a file, not a folder, so nothing can be written there; "
                 f"set {variable} to {instead}"
             )
+
+
+_FEW = 8  # partitions a scan lists one by one rather than listing the whole table
+
+
+def _value_of(file: Path) -> str:
+    """The partition value of a part file: its folder is ``{column}={value}`` (plus a staging
+    suffix while a two-rename swap has put it aside)."""
+    return file.parent.name.split(".", 1)[0].split("=", 1)[1]
 
 
 def extracted_at_of(path: Path) -> dt.datetime | None:

@@ -36,6 +36,7 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from bizagi_etl.connector import (
@@ -66,6 +67,7 @@ from bizagi_etl.pipeline.streams import DAILY, Stream
 from bizagi_etl.pipeline.warehouse import Warehouse
 
 Record = dict[str, Any]
+Digest = tuple[int, Any, str]  # hash of a row and its child rows, its process, its day
 NEW, OPEN, MOVED = "new", "open", "moved"
 SINCE_MARGIN = dt.timedelta(days=1)  # clocks differ: cases closed a day before the last sync too
 DELETED_COLUMNS = pa.schema([
@@ -210,9 +212,13 @@ def _refresh_open(
                 day = when.date() if when else None
                 if day in fresh:
                     fresh[day][record.get(key)] = record
+    # The rows these cases had, read from every open day at once (a day's files one by one
+    # cost what the history costs), then compared with what the listings gave.
+    compared = {k for d in open_days for k in (*landed[d].open_ids, *fresh[d])}
+    before = _digests(stream, _scan(lake, stream, [d.isoformat() for d in open_days], compared))
     gone: list[dict[str, Any]] = []
     for day in open_days:
-        gone += _patch_day(stream, lake, landed[day], day, fresh[day], now, report)
+        gone += _patch_day(stream, lake, landed[day], day, fresh[day], before, now, report)
         report.plan.reasons[day] = OPEN
     return gone
 
@@ -223,15 +229,14 @@ def _patch_day(
     state: Landed,
     day: dt.date,
     records: dict[Any, Record],
+    before: dict[Any, Digest],
     now: dt.datetime,
     report: SyncReport,
 ) -> list[dict[str, Any]]:
     """One day's partitions with its once-open cases replaced by ``records``; a day where
-    nothing moved is not written."""
-    olds = {table: _read_table(lake, table, day) for table, _key, _columns in _tables(stream)}
-    before = _digests(stream, {t: data.to_pylist() for t, data in olds.items()}, day)
+    nothing moved (by the digests ``before``) is neither read nor written."""
     tables = record_tables(stream, list(records.values()))
-    fresh = _digests(stream, {t: data.to_pylist() for t, data in tables.items()}, day)
+    fresh = _digests(stream, {t: data.to_pylist() for t, data in tables.items()})
     vanished = [k for k in state.open_ids if k not in records]
     moved = [k for k in records if before.get(k, (None,))[0] != fresh[k][0]]
     if not vanished and not moved:
@@ -239,7 +244,7 @@ def _patch_day(
     replaced = set(state.open_ids) | set(records)
     written = []
     for table, key, columns in _tables(stream):
-        old = olds[table]
+        old = lake.scan(table, [day.isoformat()])
         if old.num_rows:
             ids = pa.array(list(replaced), old.schema.field(key[0]).type)
             old = old.filter(pc.invert(pc.is_in(old.column(key[0]), value_set=ids)))
@@ -254,7 +259,7 @@ def _patch_day(
     for k in vanished:
         state.by_path[state.open_ids[k]] -= 1
         state.rows -= 1
-    return [_gone(k, state.open_ids[k], day, now) for k in vanished]
+    return [_gone(k, state.open_ids[k], day.isoformat(), now) for k in vanished]
 
 
 def _tables(stream: Stream) -> Iterator[tuple[str, tuple[str, ...], tuple[Col, ...]]]:
@@ -263,11 +268,16 @@ def _tables(stream: Stream) -> Iterator[tuple[str, tuple[str, ...], tuple[Col, .
         yield child.name, child.key, child.columns
 
 
-def _read_table(lake: Lake, table: str, day: dt.date) -> pa.Table:
-    if not lake.table_dir(table).is_dir():
-        return pa.table({})
-    files = lake.files(table, "day", day.isoformat())
-    return combine([pq.read_table(f) for f in files], None, table) if files else pa.table({})
+def _scan(
+    lake: Lake, stream: Stream, values: list[str], keys: set[Any] | None = None
+) -> dict[str, list[dict[str, Any]]]:
+    """Rows of the stream's tables in the partitions ``values`` (only those of ``keys``, if
+    given), each with its day in ``_value``."""
+    out = {}
+    for table, key, _columns in _tables(stream):
+        where = None if keys is None else ds.field(key[0]).isin(list(keys))
+        out[table] = lake.scan(table, values, where=where).to_pylist() if values else []
+    return out
 
 
 def _last_sync(lake: Lake, stream: Stream, day: dt.date) -> dt.datetime:
@@ -277,8 +287,9 @@ def _last_sync(lake: Lake, stream: Stream, day: dt.date) -> dt.datetime:
     return found or dt.datetime.combine(day, dt.time(), dt.UTC)
 
 
-def _gone(key: Any, process: Any, day: dt.date, now: dt.datetime) -> dict[str, Any]:
-    return {"case_id": int(key), "process_id": process, "created_day": day, "detected_at": now}
+def _gone(key: Any, process: Any, day: str, now: dt.datetime) -> dict[str, Any]:
+    created = dt.date.fromisoformat(day)
+    return {"case_id": int(key), "process_id": process, "created_day": created, "detected_at": now}
 
 
 def plan_sync(
@@ -353,28 +364,24 @@ def _drill(
 def landed_days(
     lake: Lake, stream: Stream, only: Sequence[str] | None = None
 ) -> dict[dt.date, Landed]:
-    """What the lake holds of each day of a daily stream (or of the days in ``only``)."""
+    """What the lake holds of each day of a daily stream (or of the days in ``only``): rows
+    per query path and open cases, from one read of three columns of every day."""
     table = stream.name
     if not lake.table_dir(table).is_dir():
         return {}
     values = only if only is not None else [v for c, v in lake.partitions(table) if c == "day"]
-    process = "process_id" if stream.fan_out else None
-    out: dict[dt.date, Landed] = {}
-    for value in values:
-        state = Landed()
-        for file in lake.files(table, "day", value):
-            names = set(pq.read_schema(file).names)
-            columns = [c for c in ("id", process, "closed") if c and c in names]
-            data = pq.read_table(file, columns=columns).to_pydict()
-            count = pq.read_metadata(file).num_rows
-            owners = data.get(process or "", [None] * count)
-            state.by_path.update(owners)
-            state.rows += count
-            ids, closed = data.get("id", [None] * count), data.get("closed", [None] * count)
-            for key, owner, is_closed in zip(ids, owners, closed, strict=True):
-                if is_closed is False:
-                    state.open_ids[key] = owner
-        out[dt.date.fromisoformat(value)] = state
+    out = {dt.date.fromisoformat(v): Landed() for v in values}
+    key, process = stream.key[0], "process_id" if stream.fan_out else None
+    data = lake.scan(table, values, columns=[c for c in (key, process, "closed") if c])
+    by = ["_value", process] if process in data.column_names else ["_value"]
+    for group in data.group_by(by).aggregate([([], "count_all")]).to_pylist():
+        state = out[dt.date.fromisoformat(group["_value"])]
+        state.by_path[group.get(process) if process else None] += group["count_all"]
+        state.rows += group["count_all"]
+    if "closed" in data.column_names and key in data.column_names:
+        still = data.filter(pc.equal(data.column("closed"), False))
+        for row in still.select([c for c in (key, process, "_value") if c]).to_pylist():
+            out[dt.date.fromisoformat(row["_value"])].open_ids[row[key]] = row.get(process or "")
     return out
 
 
@@ -397,22 +404,13 @@ def stale_partitions(lake: Lake, warehouse: Warehouse, table: str) -> list[str]:
     return stale
 
 
-def _rows(lake: Lake, stream: Stream, days: list[dt.date]) -> dict[Any, tuple[int, Any, dt.date]]:
-    """id -> (digest of its row and its child rows, process, day) for the days in the lake:
-    what a sync compares before and after reading them again."""
-    rows: dict[Any, tuple[int, Any, dt.date]] = {}
-    present = {v for c, v in lake.partitions(stream.name)} if lake.table_dir(
-        stream.name).is_dir() else set()  # fmt: skip
-    for day in days:
-        if day.isoformat() in present:
-            tables = {t: _read(lake, t, day) for t, _key, _columns in _tables(stream)}
-            rows |= _digests(stream, tables, day)
-    return rows
+def _rows(lake: Lake, stream: Stream, days: list[dt.date]) -> dict[Any, Digest]:
+    """id -> digest of its row and child rows, process, day: what a sync compares before
+    and after reading days again."""
+    return _digests(stream, _scan(lake, stream, [d.isoformat() for d in days]))
 
 
-def _digests(
-    stream: Stream, tables: dict[str, list[dict[str, Any]]], day: dt.date
-) -> dict[Any, tuple[int, Any, dt.date]]:
+def _digests(stream: Stream, tables: dict[str, list[dict[str, Any]]]) -> dict[Any, Digest]:
     children: dict[str, dict[Any, list[tuple]]] = {}
     for child in stream.children:
         grouped = children.setdefault(child.name, {})
@@ -421,18 +419,17 @@ def _digests(
     out = {}
     for row in tables.get(stream.name, []):
         key = row[stream.key[0]]
-        extra = tuple(tuple(children[c].get(key, ())) for c in sorted(children))
-        out[key] = (hash((_plain(row), extra)), row.get("process_id"), day)
+        extra = tuple(tuple(sorted(children[c].get(key, ()))) for c in sorted(children))
+        out[key] = (hash((_plain(row), extra)), row.get("process_id"), row.get("_value", ""))
     return out
 
 
-def _read(lake: Lake, table: str, day: dt.date) -> list[dict[str, Any]]:
-    return list(_read_table(lake, table, day).to_pylist())
-
-
 def _plain(row: dict[str, Any]) -> tuple:
-    """A row's values, sorted by column, without the bookkeeping that changes on every run."""
-    return tuple(sorted((k, repr(v)) for k, v in row.items() if not k.startswith("_")))
+    """A row's values, sorted by column, without the bookkeeping that changes on every run;
+    a null is a column left out, as a file written before the column existed leaves it."""
+    return tuple(
+        sorted((k, repr(v)) for k, v in row.items() if not k.startswith("_") and v is not None)
+    )
 
 
 def _record_deleted(
