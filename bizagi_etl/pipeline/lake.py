@@ -49,7 +49,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.dataset as ds
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from bizagi_etl.connector import BizagiError, SchemaError
@@ -238,7 +238,7 @@ class Lake:
         values: Sequence[str] | None = None,
         *,
         columns: Sequence[str] | None = None,
-        where: ds.Expression | None = None,
+        where: pc.Expression | None = None,
     ) -> pa.Table:
         """Rows of a table's partitions (every one, or those whose value is in ``values``),
         read as one dataset, each with its partition's value in a ``_value`` column.
@@ -246,6 +246,7 @@ class Lake:
         Files written at different times may differ in columns: their schemas are unified, and
         a column a file lacks reads as null. ``columns`` not in any file are left out.
         """
+        import pyarrow.dataset as ds  # imports pandas: only sync and small reads need it
         files = [str(f) for f in self._files_of(table, values)]
         if not files:
             return pa.table({"_value": pa.array([], pa.string())})

@@ -36,7 +36,6 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from bizagi_etl.connector import (
@@ -275,7 +274,7 @@ def _scan(
     given), each with its day in ``_value``."""
     out = {}
     for table, key, _columns in _tables(stream):
-        where = None if keys is None else ds.field(key[0]).isin(list(keys))
+        where = None if keys is None else pc.field(key[0]).isin(list(keys))
         out[table] = lake.scan(table, values, where=where).to_pylist() if values else []
     return out
 
