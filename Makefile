@@ -35,6 +35,7 @@ bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e ".[test,bench]"
 	$(BIN)/python benchmarks/emulator_bench.py
 	$(BIN)/python benchmarks/pipeline_bench.py
+	$(BIN)/python benchmarks/odata_bench.py
 
 emulator: $(STAMP)
 	$(BIN)/bizagi-etl emulator
