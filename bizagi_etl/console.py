@@ -7,6 +7,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.progress import (
@@ -32,7 +33,6 @@ from bizagi_etl.pipeline import (
     PipelineSettings,
     RunReport,
     SyncReport,
-    Warehouse,
     refresh_views,
     resolve_streams,
     run,
@@ -40,6 +40,9 @@ from bizagi_etl.pipeline import (
     use_system_allocator,
 )
 from bizagi_etl.pipeline import Progress as ProgressCallback
+
+if TYPE_CHECKING:
+    from bizagi_etl.pipeline.warehouse import Warehouse
 
 console = Console(stderr=True)
 out = Console()
@@ -176,5 +179,7 @@ def _span(days: list[dt.date]) -> str:
 
 
 def _warehouse(where: PipelineSettings) -> Warehouse:
+    from bizagi_etl.pipeline.warehouse import Warehouse  # duckdb, only when a load runs
+
     return Warehouse(where.warehouse, memory_limit=where.duckdb_memory_limit,
                      lock_timeout=where.lock_timeout)  # fmt: skip

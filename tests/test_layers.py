@@ -162,3 +162,39 @@ def test_the_library_never_imports_dagster():
     assert "bizagi_etl.emulator.app" in modules
     loaded = _loaded_after(f"import importlib\nfor m in {modules!r}: importlib.import_module(m)")
     assert "dagster" not in loaded
+
+
+def test_an_extraction_run_loads_neither_pandas_nor_duckdb(small_server, tmp_path):
+    """The CLI extracting a day of cases: pyarrow's probe for pandas is deferred and the
+    warehouse is never opened, so neither lands in the process (about 60 MB between them)."""
+    probe = (
+        "import atexit, sys\n"
+        "atexit.register(lambda: print('LOADED', sorted(m for m in ('pandas', 'duckdb') "
+        "if m in sys.modules)))\n"
+        "from bizagi_etl.cli import main\n"
+        "main(['extract', 'cases', '--start', '2025-06-01', '--end', '2025-06-02', '--no-load'])\n"
+    )
+    env = {"PATH": "/usr/bin:/bin", "BIZAGI_BASE_URL": small_server.base_url,
+           "BIZAGI_CLIENT_ID": small_server.client_id,
+           "BIZAGI_CLIENT_SECRET": small_server.client_secret,
+           "BIZAGI_LAKE": str(tmp_path / "lake")}  # fmt: skip
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            cwd=ROOT, env=env, timeout=120)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "LOADED []" in result.stdout, result.stdout
+    assert list((tmp_path / "lake" / "cases").glob("day=2025-06-01/*.parquet"))
+
+
+def test_pandas_deferred_by_extraction_still_comes_when_asked_for():
+    probe = (
+        "import sys\n"
+        "import pyarrow as pa\n"
+        "from bizagi_etl.pipeline.frames import defer_pandas\n"
+        "defer_pandas()\n"
+        "assert 'pandas' not in sys.modules\n"
+        "frame = pa.table({'a': [1, 2]}).to_pandas()\n"
+        "print(type(frame).__name__, frame['a'].tolist())\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            cwd=ROOT, check=True)  # fmt: skip
+    assert result.stdout.strip() == "DataFrame [1, 2]"

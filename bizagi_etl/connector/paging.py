@@ -20,7 +20,7 @@ Guards against what servers do on a bad day:
 - a next link to another origin: ``PagingError`` before any request goes there;
 - more pages than ``max_pages``: ``PagingError``;
 - rows that come twice because the server's offsets shifted under us (new rows inserted in
-  front while we page): dropped by ``@odata.id`` and counted;
+  front while we page): dropped by ``@odata.id`` (against the last two pages) and counted;
 - a total that does not match the distinct rows received: logged and kept in the statistics.
 """
 
@@ -29,8 +29,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections import Counter
-from collections.abc import Iterator
+from collections import Counter, deque
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urljoin
@@ -51,6 +51,7 @@ log = logging.getLogger(__name__)
 AUTO_PAGE_SIZE = 1_000
 MIN_AUTO_PAGE_SIZE = 100
 SLOW_PAGE_SECONDS = 5.0
+ID_MEMORY_PAGES = 2  # pages whose row ids a query remembers, to drop rows that come twice
 
 
 @dataclass(slots=True)
@@ -97,10 +98,16 @@ def iter_pages(
     max_pages: int | None = None,
     stats: QueryStats | None = None,
     exact: bool = False,
-) -> Iterator[Page]:
+    rows: tuple[int, int] | None = None,
+) -> Generator[Page, None, None]:
     """Every page of ``path`` (optionally filtered); fills ``stats`` as it goes. ``exact``
-    reads fractional numbers as ``Decimal`` (see ``BizagiClient.get_json``)."""
-    pager = _Pager(client, path, filter, page_size, max_pages, stats, exact)
+    reads fractional numbers as ``Decimal`` (see ``BizagiClient.get_json``).
+
+    ``rows=(skip, limit)`` reads one range of the collection: from offset ``skip``, at most
+    ``limit`` rows, in pages, whatever the server's links say beyond it; no total is asked
+    (``Page.server_total`` is None). Concurrent ranges read a collection whose total is known.
+    """
+    pager = _Pager(client, path, filter, page_size, max_pages, stats, exact, rows)
     yield from pager.run()
 
 
@@ -119,6 +126,7 @@ class _Pager:
         max_pages: int | None,
         stats: QueryStats | None,
         exact: bool = False,
+        rows: tuple[int, int] | None = None,
     ) -> None:
         self.client = client
         self.exact = exact
@@ -132,13 +140,21 @@ class _Pager:
         self.origin = client.settings.origin
         self.seen_links: set[str] = set()
         self.seen_pages: set[bytes] = set()
-        self.seen_ids: set[str] = set()
+        self.seen_ids: deque[set[str]] = deque(maxlen=ID_MEMORY_PAGES)
         self.offset = 0  # rows the server has handed out so far, duplicates included
+        self.start: int = rows[0] if rows else 0
+        self.limit: int | None = rows[1] if rows else None
 
-    def url_at(self, skip: int, count: bool = False) -> str:
+    def url_at(self, offset: int, count: bool = False) -> str:
+        """The query from ``offset`` rows into this pager's rows."""
         options: dict[str, Any] = {}
-        if self.size:
-            options |= {"$top": self.size, "$skip": skip}
+        skip = self.start + offset
+        size = self.size
+        if self.limit is not None:  # never ask beyond the range
+            left = self.limit - offset
+            size = min(size, left) if size else left
+        if size:
+            options |= {"$top": size, "$skip": skip}
         elif skip:
             options["$skip"] = skip
         if self.filter:
@@ -148,7 +164,7 @@ class _Pager:
         return self.client.url(self.path, options)
 
     def run(self) -> Iterator[Page]:
-        url: str | None = self.url_at(0, count=True)
+        url: str | None = self.url_at(0, count=self.limit is None)
         refreshes_before = self.client.auth.refreshes
         began = time.monotonic()
         try:
@@ -157,6 +173,10 @@ class _Pager:
                 body = self._fetch(url)
                 self._adapt(time.monotonic() - asked)
                 value = _value(body, url)
+                if self.limit is not None:  # a range: what lies beyond it is another range's
+                    value = value[: self.limit - self.offset]
+                    body.pop("@odata.totalCount", None)
+                    body.pop("@odata.count", None)
                 self._check_repeat(value, url)
                 self.offset += len(value)
                 total = total_of(body)
@@ -185,8 +205,12 @@ class _Pager:
             self.stats.bytes += request_stats.bytes
 
     def _adapt(self, seconds: float) -> None:
-        """Halve an automatic page size while pages answer slowly."""
-        if self.auto and seconds > SLOW_PAGE_SECONDS and self.size > MIN_AUTO_PAGE_SIZE:
+        """Halve an automatic page size while pages answer slowly. The first page does not
+        count: it asks for the total too, which a server may take long to compute."""
+        first = self.stats.pages <= 1 and self.limit is None
+        if first or not self.auto:
+            return
+        if seconds > SLOW_PAGE_SECONDS and self.size > MIN_AUTO_PAGE_SIZE:
             self.size = max(MIN_AUTO_PAGE_SIZE, self.size // 2)
             log.info("%s: a page took %.1f s; asking %d rows a page from now on",
                      self.path, seconds, self.size)  # fmt: skip
@@ -194,8 +218,10 @@ class _Pager:
     def _check_repeat(self, value: list[Any], url: str) -> None:
         if not value:
             return
-        # default=str: an exact page holds Decimals, which orjson does not serialize itself
-        digest = hashlib.blake2b(orjson.dumps(value, default=str), digest_size=16).digest()
+        # A page is known by its length and its first and last rows: hashing two rows, not
+        # the page, keeps this off the profile; a server that repeats a page repeats both.
+        ends = orjson.dumps([len(value), value[0], value[-1]], default=str)  # Decimals as text
+        digest = hashlib.blake2b(ends, digest_size=16).digest()
         if digest in self.seen_pages:
             raise PagingError(
                 f"{self.path}: page {self.stats.pages} at {redact_url(url)} repeats an earlier "
@@ -204,21 +230,30 @@ class _Pager:
         self.seen_pages.add(digest)
 
     def _distinct(self, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        rows = []
+        """The page without rows the last pages already gave (by ``@odata.id``).
+
+        Rows come twice when rows inserted in front shift the server's offsets while we page:
+        the last rows of a page come back at the start of the next. Only the ids of the last
+        ``ID_MEMORY_PAGES`` pages are kept, so memory holds pages, not the collection.
+        """
+        rows, ids = [], set()
         for row in value:
             identity = row.get("@odata.id") if isinstance(row, dict) else None
             if identity is not None:
-                if identity in self.seen_ids:
+                if identity in ids or any(identity in seen for seen in self.seen_ids):
                     self.stats.duplicates += 1
                     continue
-                self.seen_ids.add(identity)
+                ids.add(identity)
             rows.append(row)
+        self.seen_ids.append(ids)
         self.stats.rows += len(rows)
         return rows
 
     def _next(
         self, url: str, body: dict[str, Any], value: list[Any], total: int | None
     ) -> str | None:
+        if self.limit is not None and self.offset >= self.limit:
+            return None  # the range is read, whatever the server links to next
         link = body.get("@odata.nextLink")
         if link:
             # A relative link is relative to the payload's context URL, or else to the request
@@ -234,6 +269,8 @@ class _Pager:
         # so ask from the next offset until a page comes back empty: one request more, no row
         # lost. A server that ignored $skip would repeat a page, which _check_repeat stops.
         known = total if total is not None else self.stats.server_total
+        if self.limit is not None:
+            known = self.limit
         more = self.offset < known if known is not None else True
         return self.url_at(self.offset) if more else None
 

@@ -30,6 +30,7 @@ import pyarrow as pa
 
 from bizagi_etl.connector import (
     BizagiClient,
+    PagingError,
     QueryStats,
     SchemaError,
     entity_type_at,
@@ -38,7 +39,7 @@ from bizagi_etl.connector import (
     odata,
     total_of,
 )
-from bizagi_etl.pipeline.frames import combine, empty_table, to_table
+from bizagi_etl.pipeline.frames import combine, defer_pandas, empty_table, to_table
 from bizagi_etl.pipeline.lake import Lake, WrittenPartition
 from bizagi_etl.pipeline.streams import (
     DAILY,
@@ -63,6 +64,7 @@ ROWS_PER_CHUNK = 5_000  # rows a chunk of days should hold: what memory holds at
 # the lake writing per day), at a cost of one query per week per process.
 UNKNOWN_TOTAL_CHUNK_DAYS = 7
 WRITE_THREADS = 2  # partitions written at once while the next chunk is fetched
+RANGE_PAGES = 4  # pages a worker reads in one range of a snapshot query
 _T = TypeVar("_T")
 _R = TypeVar("_R")
 
@@ -166,6 +168,7 @@ def extract_stream(
 
     Columns the service's ``$metadata`` declares are typed from it (``typed_by_metadata``).
     """
+    defer_pandas()
     stream = typed_by_metadata(client, stream)
     run = _Run(client, stream, lake, extracted_at or dt.datetime.now(dt.UTC), progress, before_swap)
     began = time.monotonic()
@@ -177,7 +180,7 @@ def extract_stream(
         days = chunk_days or chunk_days_for(count_at_source(client, stream, start, end), start, end)
         run.daily(start, end, days, workers or client.settings.max_concurrency)
     else:
-        run.snapshot()
+        run.snapshot(workers or client.settings.max_concurrency)
     run.result.seconds = time.monotonic() - began
     return run.result
 
@@ -294,8 +297,9 @@ class _Run:
         self.exact = needs_exact_numbers(stream)
         self._lock = threading.Lock()  # progress counters, shared by the worker threads
 
-    def snapshot(self) -> None:
-        """Stream pages straight into the new partition: memory holds a part, not the set."""
+    def snapshot(self, workers: int) -> None:
+        """Stream pages straight into the new partition: memory holds a part and the ranges
+        in flight, not the set."""
         value = self.extracted_at.date().isoformat()
         writers = {
             table: self.lake.open_partition(
@@ -305,10 +309,8 @@ class _Run:
         }
         try:
             for path, process_id in self._paths():
-                for records in self._pages(path, None, process_id):
-                    page = _Buffers(self.stream)
-                    page.add(records)
-                    for table, _key, _declared, batches in page.tables():
+                for buffers in self._snapshot_query(path, process_id, workers):
+                    for table, _key, _declared, batches in buffers.tables():
                         for batch in batches:
                             writers[table].write(batch)
             for writer in writers.values():
@@ -317,6 +319,62 @@ class _Run:
             for writer in writers.values():
                 writer.abort()
             raise
+
+    def _snapshot_query(
+        self, path: str, process_id: str | None, workers: int
+    ) -> Iterator[_Buffers]:
+        """One query's rows, a page or a range at a time, in the server's order.
+
+        The first page gives the total and the size of the server's pages. With workers to
+        spare and rows beyond that page, the rest is cut into ranges of ``RANGE_PAGES`` pages
+        (``$skip``/``$top``) read by the pool and taken in order, so the server prepares the
+        next pages while this process converts and writes. Without a total, pages follow one
+        another through the server's links.
+        """
+        stats = QueryStats(path=path)
+        self.result.queries.append(stats)
+        pages = iter_pages(self.client, path, stats=stats, exact=self.exact)
+        first = next(pages, None)
+        if first is None:
+            return
+        yield self._converted(first.rows, process_id)
+        size, total = len(first.rows), first.server_total
+        if workers <= 1 or total is None or not size or total <= size:
+            for page in pages:
+                yield self._converted(page.rows, process_id)
+            return
+        pages.close()  # its next link is the first range's
+        step = size * RANGE_PAGES
+        ranges = [(skip, min(step, total - skip)) for skip in range(size, total, step)]
+        query = _Query(path, process_id, size, first.rows[0])
+        for _range, fetched in ordered_map(workers, self._range, ranges, query):
+            self.result.queries.append(fetched.stats)
+            yield fetched.buffers
+
+    def _range(self, rows: tuple[int, int], query: _Query) -> _Slice:
+        """One range of a query's rows, converted (runs in a worker thread)."""
+        fetched = _Slice(stats=QueryStats(path=query.path), buffers=_Buffers(self.stream))
+        pages = iter_pages(self.client, query.path, page_size=query.page_size,
+                           stats=fetched.stats, exact=self.exact, rows=rows)  # fmt: skip
+        for page in pages:
+            if page.number == 1 and page.rows and page.rows[0] == query.first_row:
+                raise PagingError(
+                    f"{query.path}: $skip={rows[0]} answered the collection's first row again: "
+                    "the server ignores $skip; set BIZAGI_MAX_CONCURRENCY=1 to follow its "
+                    "links one page at a time"
+                )
+            fetched.buffers.add(self._converted_records(page.rows, query.process_id))
+        return fetched
+
+    def _converted(self, rows: list[Record], process_id: str | None) -> _Buffers:
+        buffers = _Buffers(self.stream)
+        buffers.add(self._converted_records(rows, process_id))
+        return buffers
+
+    def _converted_records(self, rows: list[Record], process_id: str | None) -> list[Record]:
+        records = [self._flat(r, process_id) for r in rows]
+        self._count(records, 1)
+        return records
 
     def daily(self, start: dt.date, end: dt.date, chunk_days: int, workers: int) -> None:
         """Slices (chunk of days x process) fetched by a bounded pool; each chunk is split by
@@ -369,16 +427,6 @@ class _Run:
 
     def _paths(self) -> Iterator[tuple[str, str | None]]:
         return stream_paths(self.client, self.stream)
-
-    def _pages(
-        self, path: str, filter_: str | None, process_id: str | None
-    ) -> Iterator[list[Record]]:
-        stats = QueryStats(path=path)
-        self.result.queries.append(stats)
-        for page in iter_pages(self.client, path, filter=filter_, stats=stats, exact=self.exact):
-            records = [self._flat(r, process_id) for r in page.rows]
-            self._count(records, 1)
-            yield records
 
     def _flat(self, record: Record, process_id: str | None) -> Record:
         return flat_record(self.stream, record, process_id)
@@ -439,6 +487,16 @@ class _OrderedWrites:
 
     def __exit__(self, *exc: object) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+@dataclass(frozen=True, slots=True)
+class _Query:
+    """What every range of one snapshot query shares."""
+
+    path: str
+    process_id: str | None
+    page_size: int  # rows the server served on the first page
+    first_row: Record  # a range starting with it means the server ignored $skip
 
 
 @dataclass(slots=True)

@@ -9,7 +9,9 @@ strings and nulls stay distinct; an attribute the declaration lacks is kept as a
 from __future__ import annotations
 
 import functools
+import importlib.abc
 import os
+import sys
 from collections.abc import Callable, Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -38,6 +40,31 @@ def use_system_allocator() -> None:
     """
     if "ARROW_DEFAULT_MEMORY_POOL" not in os.environ:
         pa.set_memory_pool(pa.system_memory_pool())
+
+
+class _HidePandas(importlib.abc.MetaPathFinder):
+    def find_spec(self, name: str, path: object = None, target: object = None) -> None:
+        if name.partition(".")[0] == "pandas":
+            raise ModuleNotFoundError(f"{name} is hidden while pyarrow probes for it", name=name)
+
+
+def defer_pandas() -> None:
+    """Keep pandas (about 50 MB) out of a process that only extracts.
+
+    pyarrow imports pandas the first time it converts a Python object, only to check whether
+    the object is a pandas one, which extraction never hands it. That check runs once here
+    with pandas hidden, so pyarrow records it as absent; it imports pandas after all when
+    something asks for pandas (``to_pandas``), so DataFrames still work afterwards
+    (tests/test_layers.py holds pyarrow to that).
+    """
+    if "pandas" in sys.modules:
+        return
+    finder = _HidePandas()
+    sys.meta_path.insert(0, finder)
+    try:
+        pa.array([0])
+    finally:
+        sys.meta_path.remove(finder)
 
 
 def to_table(

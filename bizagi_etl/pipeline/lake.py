@@ -30,6 +30,7 @@ every path.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import datetime as dt
 import errno
@@ -65,6 +66,9 @@ log = logging.getLogger(__name__)
 
 ROWS_PER_PART = 256 * 1024  # rows buffered before a part file is written
 ROW_GROUP = 128 * 1024
+# Rows a streamed partition (a snapshot) buffers before writing a row group: what its memory
+# holds; DuckDB still reads such files in parallel, a row group per thread.
+STREAM_ROW_GROUP = 32 * 1024
 STAGING, LOCKS = "_staging", "_locks"  # folders of the lake's root, never of a table
 TRASH = "_trash"  # earlier versions' folder inside a table: emptied by the next write
 OLD = ".old"  # suffix of a version put aside by a two-rename swap
@@ -247,6 +251,7 @@ class Lake:
         a column a file lacks reads as null. ``columns`` not in any file are left out.
         """
         import pyarrow.dataset as ds  # imports pandas: only sync and small reads need it
+
         files = [str(f) for f in self._files_of(table, values)]
         if not files:
             return pa.table({"_value": pa.array([], pa.string())})
@@ -316,9 +321,10 @@ class PartitionWriter:
     """Writes one partition's new version in its staging folder, part file by part file, then
     swaps it in (``commit``) or drops it (``abort``).
 
-    Batches are buffered up to ``ROWS_PER_PART`` rows, so memory holds one part, not the
-    partition. Batches may bring new columns: each part has the schema of its own batches,
-    and readers unify by name.
+    Batches are written as they come, a row group of ``STREAM_ROW_GROUP`` rows at a time, into
+    part files of at most ``ROWS_PER_PART`` rows, so memory holds one row group, not a part or
+    the partition. Batches may bring new columns or wider types: such a batch starts a new
+    part with its own schema, and readers unify parts by name.
     """
 
     def __init__(
@@ -338,8 +344,10 @@ class PartitionWriter:
         self.release = release  # the table's lock, once the staging folder is gone
         self.target, self.staging, self.schema = target, staging, schema
         self.metadata = {META_EXTRACTED_AT: extracted_at.isoformat().encode()}
-        self.pending: list[pa.Table] = []
+        self.pending: list[pa.Table] = []  # batches of the next row group, one schema
         self.pending_rows = 0
+        self.part: pq.ParquetWriter | None = None  # the part file being written
+        self.part_rows = 0
         self.names: list[str] = []
         self.rows = 0
         self.done = False  # committed or aborted: the staging folder is gone, the lock released
@@ -347,26 +355,57 @@ class PartitionWriter:
     def write(self, batch: pa.Table) -> None:
         if batch.num_rows == 0:
             return
-        self.pending.append(batch)
-        self.pending_rows += batch.num_rows
-        if self.pending_rows >= ROWS_PER_PART:
-            self._flush()
+        data = combine([batch], self.schema, self.table)
+        if self.pending and not data.schema.equals(self.pending[0].schema):
+            self._close_part()  # a new column or a wider type: a part of its own
+        elif self.part is not None and not data.schema.equals(self.part.schema.remove_metadata()):
+            self._close_part()
+        self.pending.append(data)
+        self.pending_rows += data.num_rows
+        if self.pending_rows >= min(STREAM_ROW_GROUP, ROWS_PER_PART - self.part_rows):
+            self._write_group()
+            if self.part_rows >= ROWS_PER_PART:
+                self._close_part()
 
-    def _flush(self) -> None:
-        data = combine(self.pending, self.schema, self.table)
+    def _write_group(self) -> None:
+        """Write the pending batches as one row group of the current part (opening it)."""
+        if not self.pending:
+            return
+        data = pa.concat_tables(self.pending)
         data = data.replace_schema_metadata({**(data.schema.metadata or {}), **self.metadata})
-        name = f"part-{len(self.names):05d}.parquet"
+        path = self.staging / f"part-{len(self.names):05d}.parquet"
         try:
-            with self._errors("writing", self.staging / name):
-                pq.write_table(
-                    data, self.staging / name, compression="zstd", row_group_size=ROW_GROUP
-                )
+            with self._errors("writing", path):
+                if self.part is None:
+                    self.part = pq.ParquetWriter(path, data.schema, compression="zstd")
+                self.part.write_table(data, row_group_size=ROW_GROUP)
         except BaseException:
             self.abort()  # a full disk gets its space back at once
             raise
-        self.names.append(name)
-        self.rows += data.num_rows
+        self.part_rows += data.num_rows
         self.pending, self.pending_rows = [], 0
+
+    def _close_part(self) -> None:
+        self._write_group()
+        if self.part is None:
+            return
+        path = self.staging / f"part-{len(self.names):05d}.parquet"
+        try:
+            with self._errors("writing", path):
+                self.part.close()
+        except BaseException:
+            self.abort()
+            raise
+        self.part = None
+        self.names.append(path.name)
+        self.rows += self.part_rows
+        self.part_rows = 0
+
+    def _flush(self) -> None:
+        """Write everything pending; an empty partition gets a typed empty file."""
+        if not self.names and self.part is None and not self.pending:
+            self.pending = [self.schema.empty_table()]
+        self._close_part()
 
     def commit(self, before_swap: Callable[[Path], None] | None = None) -> WrittenPartition:
         """Write what is left (a typed empty file for an empty partition) and swap it in.
@@ -374,8 +413,7 @@ class PartitionWriter:
         On any failure the new version is dropped and the partition keeps its previous one.
         """
         try:
-            if self.pending or not self.names:
-                self._flush()
+            self._flush()
             if before_swap is not None:
                 before_swap(self.staging)
             with self._errors("swapping in", self.target):
@@ -398,6 +436,10 @@ class PartitionWriter:
         if self.done:
             return
         self.done = True
+        if self.part is not None:
+            with contextlib.suppress(Exception):  # its file goes with the staging folder
+                self.part.close()
+            self.part = None
         _remove(self.staging)
         self.release()
 

@@ -7,6 +7,7 @@ import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, TypeAlias
 
 from bizagi_etl.connector import (
     BizagiClient,
@@ -26,7 +27,9 @@ from bizagi_etl.pipeline.extract import (
 from bizagi_etl.pipeline.frames import empty_table
 from bizagi_etl.pipeline.lake import Lake
 from bizagi_etl.pipeline.streams import BUILTIN, BUILTIN_KIND, SNAPSHOT, Catalog, Stream
-from bizagi_etl.pipeline.warehouse import Warehouse
+
+if TYPE_CHECKING:  # only a load opens the warehouse: extracting never imports duckdb
+    from bizagi_etl.pipeline.warehouse import Warehouse
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +50,7 @@ class RunReport:
 
 # A warehouse to hold for the whole run, or a way to open one for each load: DuckDB lets no
 # other process open a file one holds, so a long extraction should not hold it.
-WarehouseSource = Warehouse | Callable[[], Warehouse] | None
+WarehouseSource: TypeAlias = "Warehouse | Callable[[], Warehouse] | None"
 
 
 def run(
@@ -89,7 +92,7 @@ def run(
 @contextmanager
 def _opened(source: Warehouse | Callable[[], Warehouse]) -> Iterator[Warehouse]:
     """The warehouse given, or one opened for this load and closed after it."""
-    if isinstance(source, Warehouse):
+    if not callable(source):
         yield source
         return
     with source() as warehouse:

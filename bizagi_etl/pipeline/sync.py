@@ -32,7 +32,7 @@ import math
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -63,7 +63,9 @@ from bizagi_etl.pipeline.frames import combine, empty_table
 from bizagi_etl.pipeline.lake import Lake, extracted_at_of
 from bizagi_etl.pipeline.schema import Col
 from bizagi_etl.pipeline.streams import DAILY, Stream
-from bizagi_etl.pipeline.warehouse import Warehouse
+
+if TYPE_CHECKING:  # the warehouse is given, never opened here: no duckdb import
+    from bizagi_etl.pipeline.warehouse import Warehouse
 
 Record = dict[str, Any]
 Digest = tuple[int, Any, str]  # hash of a row and its child rows, its process, its day
