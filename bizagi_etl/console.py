@@ -33,6 +33,7 @@ from bizagi_etl.pipeline import (
     PipelineSettings,
     RunReport,
     SyncReport,
+    freeze_imports,
     refresh_views,
     resolve_streams,
     run,
@@ -116,6 +117,7 @@ def run_and_report(
     """Run the named streams with a live progress line each, then print what landed. The
     warehouse is opened for each load only, so analysts can query it while the run extracts."""
     use_system_allocator()
+    freeze_imports()
     lake = Lake(where.lake, lock_timeout=where.lock_timeout)
     with stream_progress() as progress:
         report = run(client, catalog, names, lake, partial(_warehouse, where) if load else None,
@@ -136,6 +138,7 @@ def sync_and_report(
 ) -> list[SyncReport]:
     """Sync the named daily streams with a progress line each, then print what each did."""
     use_system_allocator()
+    freeze_imports()
     lake = Lake(where.lake, lock_timeout=where.lock_timeout)
     warehouse = _warehouse(where) if db else None
     reports = []

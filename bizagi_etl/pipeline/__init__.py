@@ -14,7 +14,9 @@ _EXPORTS = {
         "BUILTIN", "BUILTIN_KIND", "CUSTOM", "DAILY", "ENTITY", "ENTITY_VALUES", "FAMILY",
         "SNAPSHOT", "Catalog", "Child", "Stream", "custom_streams", "entity_stream",
     ),
-    "bizagi_etl.pipeline.frames": ("combine", "empty_table", "to_table", "use_system_allocator"),
+    "bizagi_etl.pipeline.frames": (
+        "combine", "empty_table", "freeze_imports", "to_table", "use_system_allocator",
+    ),
     "bizagi_etl.pipeline.lake": ("Lake", "PartitionWriter", "WrittenPartition", "extracted_at_of"),
     "bizagi_etl.pipeline.warehouse": ("SCHEMA", "VIEWS", "Warehouse"),
     "bizagi_etl.pipeline.extract": (
@@ -57,7 +59,13 @@ if TYPE_CHECKING:
         ordered_map,
         resolve_streams,
     )
-    from bizagi_etl.pipeline.frames import combine, empty_table, to_table, use_system_allocator
+    from bizagi_etl.pipeline.frames import (
+        combine,
+        empty_table,
+        freeze_imports,
+        to_table,
+        use_system_allocator,
+    )
     from bizagi_etl.pipeline.lake import Lake, PartitionWriter, WrittenPartition, extracted_at_of
     from bizagi_etl.pipeline.runner import RunReport, refresh_views, run
     from bizagi_etl.pipeline.schema import Col, check_identifier, safe_name, unique_names

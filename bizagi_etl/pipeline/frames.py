@@ -9,6 +9,7 @@ strings and nulls stay distinct; an attribute the declaration lacks is kept as a
 from __future__ import annotations
 
 import functools
+import gc
 import importlib.abc
 import os
 import sys
@@ -40,6 +41,18 @@ def use_system_allocator() -> None:
     """
     if "ARROW_DEFAULT_MEMORY_POOL" not in os.environ:
         pa.set_memory_pool(pa.system_memory_pool())
+
+
+def freeze_imports() -> None:
+    """Leave what the process has loaded so far out of the garbage collector's passes.
+
+    An extraction allocates millions of short-lived containers (a dict per row), so the
+    collector runs often, and each full pass walks every module object too: 0.79 s of 8 at
+    100k cases, 6.9 s of 36 at 1M (py-spy). Frozen, they are never walked again: 0.24 s and
+    2.5 s. The programs call this once their imports are done (the CLI, the benchmark).
+    """
+    gc.collect()
+    gc.freeze()
 
 
 class _HidePandas(importlib.abc.MetaPathFinder):
