@@ -167,6 +167,11 @@ class BizagiClient:
         """
         return self._get(url, stats, _decode_exact if exact else _decode)
 
+    def get_json_bytes(self, url: str, stats: RequestStats | None = None) -> bytes:
+        """GET an OData JSON body as it came, with the same retries, for a caller that parses
+        it itself (into Arrow); an error status raises as ``get_json`` does."""
+        return self.get_bytes(url, ACCEPT, stats)
+
     def get_bytes(self, url: str, accept: str, stats: RequestStats | None = None) -> bytes:
         """GET a document that is not JSON (``$metadata``'s XML), with the same retries."""
 

@@ -32,6 +32,7 @@ from bizagi_etl.connector import (
     BizagiClient,
     PagingError,
     QueryStats,
+    RequestStats,
     SchemaError,
     entity_type_at,
     iter_pages,
@@ -39,6 +40,7 @@ from bizagi_etl.connector import (
     odata,
     total_of,
 )
+from bizagi_etl.pipeline.arrow_pages import ArrowPages, arrow_pages_for
 from bizagi_etl.pipeline.frames import combine, defer_pandas, empty_table, to_table
 from bizagi_etl.pipeline.lake import Lake, WrittenPartition
 from bizagi_etl.pipeline.streams import (
@@ -344,15 +346,21 @@ class _Run:
                 yield self._converted(page.rows, process_id)
             return
         pages.close()  # its next link is the first range's
-        step = size * RANGE_PAGES
+        reader = arrow_pages_for(self.stream)
+        step = size if reader else size * RANGE_PAGES  # a page a range: one request, no links
         ranges = [(skip, min(step, total - skip)) for skip in range(size, total, step)]
-        query = _Query(path, process_id, size, first.rows[0])
+        query = _Query(path, process_id, size, first.rows[0], reader)
         for _range, fetched in ordered_map(workers, self._range, ranges, query):
             self.result.queries.append(fetched.stats)
             yield fetched.buffers
 
     def _range(self, rows: tuple[int, int], query: _Query) -> _Slice:
-        """One range of a query's rows, converted (runs in a worker thread)."""
+        """One range of a query's rows, converted (runs in a worker thread): straight into
+        Arrow where the stream allows and the page is as declared, else the general way."""
+        if query.reader is not None:
+            fetched = self._arrow_range(rows, query, query.reader)
+            if fetched is not None:
+                return fetched
         fetched = _Slice(stats=QueryStats(path=query.path), buffers=_Buffers(self.stream))
         pages = iter_pages(self.client, query.path, page_size=query.page_size,
                            stats=fetched.stats, exact=self.exact, rows=rows)  # fmt: skip
@@ -365,6 +373,37 @@ class _Run:
                 )
             fetched.buffers.add(self._converted_records(page.rows, query.process_id))
         return fetched
+
+    def _arrow_range(
+        self, rows: tuple[int, int], query: _Query, reader: ArrowPages
+    ) -> _Slice | None:
+        """A one-page range read by ``reader``; None when the page is not as declared (or
+        not the rows asked for), to be read the general way."""
+        skip, limit = rows
+        url = self.client.url(query.path, {"$top": limit, "$skip": skip})
+        request = RequestStats()
+        body = self.client.get_json_bytes(url, request)
+        stats = QueryStats(path=query.path, requests=request.requests, pages=1,
+                           retries=request.retries, bytes=request.bytes)  # fmt: skip
+        table = reader.read(body)
+        if table is None or table.num_rows != limit:
+            return None
+        key = self.stream.key[0] if self.stream.key else None
+        first = query.first_row.get(self._source(key)) if key else None
+        if key and table.num_rows and table.column(key)[0].as_py() == first:
+            raise PagingError(
+                f"{query.path}: $skip={skip} answered the collection's first row again: "
+                "the server ignores $skip; set BIZAGI_MAX_CONCURRENCY=1 to follow its "
+                "links one page at a time"
+            )
+        stats.rows = table.num_rows
+        self._count_rows(table.num_rows)
+        fetched = _Slice(stats=stats, buffers=_Buffers(self.stream))
+        fetched.buffers.batches[self.stream.name].append(table)
+        return fetched
+
+    def _source(self, column: str) -> str:
+        return next((c.source for c in self.stream.columns if c.name == column), column)
 
     def _converted(self, rows: list[Record], process_id: str | None) -> _Buffers:
         buffers = _Buffers(self.stream)
@@ -414,6 +453,13 @@ class _Run:
             fetched.outside_window += outside
             fetched.buffers.add(kept, days)  # one conversion per page, split by day later
         return fetched
+
+    def _count_rows(self, rows: int) -> None:
+        with self._lock:
+            self.rows_seen += rows
+            self.pages_seen += 1
+            if self.progress:
+                self.progress(self.stream.name, self.rows_seen, self.pages_seen)
 
     def _count(self, records: list[Record], pages: int) -> None:
         with self._lock:
@@ -497,6 +543,7 @@ class _Query:
     process_id: str | None
     page_size: int  # rows the server served on the first page
     first_row: Record  # a range starting with it means the server ignored $skip
+    reader: ArrowPages | None  # reads a page straight into Arrow, where the stream allows
 
 
 @dataclass(slots=True)
