@@ -227,3 +227,24 @@ def test_without_rename_exchange_two_renames_replace_and_repair(tmp_path, monkey
     assert sorted(r["id"] for r in lake.read("things").to_pylist()) == [1, 5]
     assert [p.name for p in lake.staging_dir("things").iterdir()] == [busy.staging.name]
     busy.abort()
+
+
+def test_a_run_of_writes_takes_the_tables_lock_once(tmp_path, monkeypatch):
+    """A backfill writes thousands of partitions: holding the lock across them opens, tries
+    and sweeps the lock file once, not once a partition."""
+    opened = []
+    real = lake_module._FileLock
+
+    def counting(path):
+        opened.append(path)
+        return real(path)
+
+    monkeypatch.setattr(lake_module, "_FileLock", counting)
+    lake = Lake(tmp_path)
+    with lake.writing("things"):
+        for day in range(1, 6):
+            _write(lake, f"2025-01-0{day}", [{"id": day, "name": "x"}])
+    assert len(opened) == 1
+    _write(lake, "2025-01-06", [{"id": 6, "name": "y"}])
+    assert len(opened) == 2, "released after the run: the next write takes it again"
+    assert [v for _, v in lake.partitions("things")][-1] == "2025-01-06"

@@ -424,7 +424,8 @@ class _Run:
         slices = [(i, path, process_id) for i in range(len(chunks)) for path, process_id in paths]
         waiting = [len(paths)] * len(chunks)
         pending: dict[int, _Buffers] = {}
-        with _OrderedWrites(WRITE_THREADS) as writes:
+        tables = [table for table, *_ in _Buffers(self.stream).tables()]
+        with self.lake.writing(*tables), _OrderedWrites(WRITE_THREADS) as writes:
             for (i, _path, _pid), fetched in ordered_map(workers, self._slice, slices, chunks):
                 self.result.queries.append(fetched.stats)
                 self.result.outside_window += fetched.outside_window

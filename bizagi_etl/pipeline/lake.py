@@ -166,6 +166,21 @@ class Lake:
 
     # -- locks and leftovers -------------------------------------------------------------------
 
+    @contextmanager
+    def writing(self, *tables: str) -> Iterator[None]:
+        """Hold the tables' locks across many writes (a backfill's thousands of partitions):
+        each write would otherwise open, try and sign the lock file again, and those small
+        system calls give the GIL away to the fetch threads each time."""
+        held: list[str] = []
+        try:
+            for table in tables:
+                self._hold(table)
+                held.append(table)
+            yield
+        finally:
+            for table in held:
+                self._release(table)
+
     def _hold(self, table: str) -> None:
         """Hold the table's lock shared (once per lake object: its threads share it). The first
         holder tries it exclusively first, and if it gets it, sweeps the table's leftovers."""
