@@ -473,3 +473,27 @@ def test_custom_snapshot_stream_lands_the_stakeholders(bizagi, small_truth, tmp_
     want = sorted(zip(truth["id"], truth["name"], truth["displayName"], strict=True))
     assert got == want
     assert "icon_name" in landed.column_names  # undeclared attribute kept
+
+
+def test_case_parameters_built_as_columns_equal_those_built_row_by_row(small_server):
+    """The backfill's hot path builds ``case_parameters`` column by column; it must give the
+    table the row-by-row definition gives, for every kind of value a case carries."""
+    import dataclasses
+
+    from bizagi_etl.connector import iter_rows
+    from bizagi_etl.pipeline.streams import CASE_PARAMETERS
+
+    settings = BizagiSettings(base_url=small_server.base_url, client_id=small_server.client_id,
+                              client_secret=small_server.client_secret)  # fmt: skip
+    with BizagiClient(settings) as client:
+        processes = list(iter_rows(client, "odata/data/processes"))
+        cases = list(iter_rows(client, f"odata/data/processes({processes[0]['id']})/cases",
+                               max_pages=2))  # fmt: skip
+    kinds = {json.dumps(type(p.get("value")).__name__) for c in cases for p in c["parameters"]}
+    assert len(kinds) >= 3, kinds
+    by_columns, counts = CASE_PARAMETERS.table(cases)
+    by_rows, row_counts = dataclasses.replace(CASE_PARAMETERS, columns_of=None).table(cases)
+    assert by_columns is not None
+    assert by_columns.equals(by_rows)
+    assert counts == row_counts == [len(c["parameters"]) for c in cases]
+    assert CASE_PARAMETERS.table([{"id": 1, "parameters": []}]) == (None, [0])

@@ -205,9 +205,7 @@ def _page_table(
         return None
     if table == stream.name:
         return to_table(records, stream.columns, stream.name, stream.child_sources)
-    child = _child(stream, table)
-    child_rows = [row for r in records for row in child.rows(r)]
-    return to_table(child_rows, child.columns, child.name) if child_rows else None
+    return _child(stream, table).table(records)[0]
 
 
 def _child(stream: Stream, table: str) -> Child:

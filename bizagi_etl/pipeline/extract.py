@@ -21,7 +21,7 @@ from collections import defaultdict, deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from itertools import chain, islice
+from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -606,14 +606,11 @@ class _Buffers:
         parent = to_table(records, s.columns, s.name, s.child_sources)
         self.batches[s.name].append(_tag(parent, days))
         for child in s.children:
-            per_record = [child.rows(r) for r in records]
-            rows = list(chain.from_iterable(per_record))
-            if rows:
-                table = to_table(rows, child.columns, child.name)
+            table, counts = child.table(records)
+            if table is not None:
                 # each row has its parent's day: repeated in numpy, not looked up row by row
                 child_days = None
                 if days is not None:
-                    counts = [len(r) for r in per_record]
                     child_days = np.repeat(np.array(days, dtype="datetime64[D]"), counts)
                 self.batches[child.name].append(_tag(table, child_days))
 

@@ -100,6 +100,13 @@ def to_table(
     return pa.Table.from_arrays(declared, schema=pa.schema(fields))
 
 
+def columns_table(values: dict[str, list[Any]], columns: Sequence[Col], table: str) -> pa.Table:
+    """Rows already split into columns (by source) as an Arrow table of ``columns``."""
+    arrays = [_converted(values[c.source], c, table) for c in columns]
+    fields = [pa.field(c.name, a.type) for c, a in zip(columns, arrays, strict=True)]
+    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+
+
 def combine(batches: Sequence[pa.Table], schema: pa.Schema | None, table: str) -> pa.Table:
     """One table from batches whose schemas may differ (new columns, wider types), with the
     fields of ``schema`` first."""
@@ -143,7 +150,10 @@ def _empty_table(columns: tuple[Col, ...]) -> pa.Table:
 
 
 def _column(records: Sequence[Record], col: Col, table: str) -> pa.Array:
-    values = [r.get(col.source) for r in records]
+    return _converted([r.get(col.source) for r in records], col, table)
+
+
+def _converted(values: list[Any], col: Col, table: str) -> pa.Array:
     try:
         return _convert(values, col)
     except _CONVERSION_ERRORS as exc:
