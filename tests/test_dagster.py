@@ -22,9 +22,9 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 from conftest import execute, query
+from dagster_support import definitions, resources
 
 from bizagi_etl.connector.settings import BizagiSettings
-from bizagi_etl.emulator import EmulatorServer
 from dagster_project.definitions import defs
 from dagster_project.defs.resources import BizagiResource, LakehouseResource
 
@@ -54,24 +54,7 @@ CASES = warehouse_key("cases")
 
 @pytest.fixture(scope="module")
 def d() -> dg.Definitions:
-    with pytest.MonkeyPatch.context() as mp:
-        mp.delenv("BIZAGI_STREAMS_FILE", raising=False)
-        return defs()
-
-
-def resources(server: EmulatorServer, folder: Path, **bizagi: Any) -> dict[str, Any]:
-    return {
-        "bizagi": BizagiResource(
-            base_url=server.base_url,
-            client_id=server.client_id,
-            client_secret=server.client_secret,
-            page_size=bizagi.pop("page_size", 1000),
-            **bizagi,
-        ),
-        "lakehouse": LakehouseResource(
-            lake_root=str(folder / "lake"), warehouse_path=str(folder / "w.duckdb")
-        ),
-    }
+    return definitions()
 
 
 def run_daily(

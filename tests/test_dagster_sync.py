@@ -10,15 +10,13 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import dagster as dg
 import pytest
 from conftest import CaseState, landed_cases, query, truth_at
+from dagster_support import definitions, resources
 
 from bizagi_etl.emulator import EmulatorConfig, EmulatorServer
-from dagster_project.definitions import defs
-from dagster_project.defs.resources import BizagiResource, LakehouseResource
 
 START, END = dt.date(2026, 7, 20), dt.date(2026, 8, 15)
 CONFIG = EmulatorConfig(cases=400, start=START, end=END, now=END, seed=11)
@@ -40,22 +38,7 @@ class Morning:
 
 @pytest.fixture(scope="module")
 def d() -> dg.Definitions:
-    with pytest.MonkeyPatch.context() as mp:
-        mp.delenv("BIZAGI_STREAMS_FILE", raising=False)
-        return defs()
-
-
-def resources(server: EmulatorServer, folder: Path) -> dict[str, Any]:
-    return {
-        "bizagi": BizagiResource(
-            base_url=server.base_url,
-            client_id=server.client_id,
-            client_secret=server.client_secret,
-        ),
-        "lakehouse": LakehouseResource(
-            lake_root=str(folder / "lake"), warehouse_path=str(folder / "w.duckdb")
-        ),
-    }
+    return definitions()
 
 
 def landed(folder: Path) -> CaseState:

@@ -16,10 +16,7 @@ import dagster as dg
 import pandas as pd
 import pytest
 from conftest import execute, query
-
-from bizagi_etl.emulator import EmulatorServer
-from dagster_project.definitions import defs
-from dagster_project.defs.resources import BizagiResource, LakehouseResource
+from dagster_support import definitions, resources
 
 FIRST, LAST = "2026-05-28", "2026-05-31"  # 2026-05-30 has no case at all
 DAYS = ["2026-05-28", "2026-05-29", "2026-05-30", "2026-05-31"]
@@ -38,23 +35,7 @@ LAKE_CASES, CASES = key("lake", "cases"), key("warehouse", "cases")
 
 @pytest.fixture(scope="module")
 def d() -> dg.Definitions:
-    with pytest.MonkeyPatch.context() as mp:
-        mp.delenv("BIZAGI_STREAMS_FILE", raising=False)
-        return defs()
-
-
-def resources(server: EmulatorServer, folder: Path) -> dict[str, Any]:
-    return {
-        "bizagi": BizagiResource(
-            base_url=server.base_url,
-            client_id=server.client_id,
-            client_secret=server.client_secret,
-            page_size=1000,
-        ),
-        "lakehouse": LakehouseResource(
-            lake_root=str(folder / "lake"), warehouse_path=str(folder / "w.duckdb")
-        ),
-    }
+    return definitions()
 
 
 def run_range(
