@@ -168,7 +168,7 @@ def _where(command: Any) -> Any:
 @_where
 @click.option("--duckdb-memory-limit",
               help="DuckDB's memory while loading, beyond which it spills to disk "
-              "[env BIZAGI_DUCKDB_MEMORY_LIMIT; default 128MB].")  # fmt: skip
+              "[env BIZAGI_DUCKDB_MEMORY_LIMIT; default 64MB].")  # fmt: skip
 def extract(
     stream_names: tuple[str, ...],
     start: dt.date | None,

@@ -136,7 +136,7 @@ def test_memory_is_capped_by_default_and_configurable(tmp_path):
         return w.query("SELECT current_setting('memory_limit')")[0][0]
 
     with Warehouse(tmp_path / "a.duckdb") as w:
-        assert limit(w) == "122.0 MiB"  # 128MB: not DuckDB's 80 % of the machine
+        assert limit(w) == "61.0 MiB"  # 64MB: not DuckDB's 80 % of the machine
     with Warehouse(tmp_path / "b.duckdb", memory_limit="1GB") as w:
         assert limit(w) == "953.6 MiB"
 

@@ -16,9 +16,10 @@ from typing import Any
 from bizagi_etl.connector import SettingsError, env_values
 
 # DuckDB's buffer pool defaults to 80 % of the machine's memory, so a backfill's load grew with
-# its rows (+250 MB from 100k to 1M cases). At 128 MB it spills to disk instead and still loads
-# 2M rows/s (benchmarks/pipeline_bench.py); BIZAGI_DUCKDB_MEMORY_LIMIT changes it.
-DEFAULT_MEMORY_LIMIT = "128MB"
+# its rows (+250 MB from 100k to 1M cases). Capped, it spills to disk instead: loading 1M cases
+# and their 6.7M parameters peaked at 281 MB with 128MB and 229 MB with 64MB, in 3.5 s both
+# (32MB: 200 MB, 4.3 s). BIZAGI_DUCKDB_MEMORY_LIMIT changes it.
+DEFAULT_MEMORY_LIMIT = "64MB"
 # Seconds a run waits for what another run holds (a lake table being swept, the warehouse file,
 # an analyst's DuckDB session on it) before giving up with a LockError naming the holder.
 DEFAULT_LOCK_TIMEOUT = 300.0
