@@ -33,6 +33,7 @@ from bizagi_etl.pipeline import (
     PipelineSettings,
     RunReport,
     SyncReport,
+    defer_pandas,
     freeze_imports,
     refresh_views,
     resolve_streams,
@@ -117,6 +118,7 @@ def run_and_report(
     """Run the named streams with a live progress line each, then print what landed. The
     warehouse is opened for each load only, so analysts can query it while the run extracts."""
     use_system_allocator()
+    defer_pandas()
     freeze_imports()
     lake = Lake(where.lake, lock_timeout=where.lock_timeout)
     with stream_progress() as progress:
@@ -138,6 +140,7 @@ def sync_and_report(
 ) -> list[SyncReport]:
     """Sync the named daily streams with a progress line each, then print what each did."""
     use_system_allocator()
+    defer_pandas()
     freeze_imports()
     lake = Lake(where.lake, lock_timeout=where.lock_timeout)
     warehouse = _warehouse(where) if db else None

@@ -140,7 +140,8 @@ def test_a_server_that_ignores_skip_is_refused_not_duplicated(tmp_path):
                     columns=(Col("id", "id", pa.int64()),))  # fmt: skip
     app = Starlette(routes=[Route("/odata/Rows", collection)])
     with AsgiServer(app) as http:
-        settings = BizagiSettings(base_url=http.base_url, client_id="c", client_secret="token",
+        settings = BizagiSettings(base_url=http.base_url, client_id="c",
+                                  client_secret="a-static-bearer-for-this-test",
                                   auth_method="bearer_token", max_concurrency=4)  # fmt: skip
         with BizagiClient(settings) as client, pytest.raises(PagingError) as caught:
             extract_stream(client, stream, Lake(tmp_path / "lake"))

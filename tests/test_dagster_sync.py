@@ -17,6 +17,7 @@ from conftest import CaseState, landed_cases, query, truth_at
 from dagster_support import definitions, resources
 
 from bizagi_etl.emulator import EmulatorConfig, EmulatorServer
+from bizagi_etl.pipeline import Lake
 
 START, END = dt.date(2026, 7, 20), dt.date(2026, 8, 15)
 CONFIG = EmulatorConfig(cases=400, start=START, end=END, now=END, seed=11)
@@ -165,3 +166,36 @@ def test_rows_match_api_compares_every_landed_day_with_the_current_count(morning
         days = (m.tick.date() - START).days
         assert tables["cases"]["partitions"] == days, m.tick
         assert tables["cases"]["warehouse"] == len(m.truth[0]), m.tick
+
+
+def test_a_sync_run_executed_again_loads_what_it_rewrote(d, tmp_path):
+    """A run executed again keeps its tags, so its sync stamps what it rewrites with the same
+    instant as the first attempt, whose rows the warehouse already holds: the load must still
+    take the rewritten days (here the world moved two days between the attempts)."""
+    job = d.resolve_job_def("bizagi_daily")
+    instance = dg.DagsterInstance.ephemeral()
+    with EmulatorServer(CONFIG) as server:
+        res = resources(server, tmp_path)
+        tick = dt.datetime.combine(END + dt.timedelta(days=1), TICK)
+        history = {"dagster/asset_partition_range_start": START.isoformat(),
+                   "dagster/asset_partition_range_end": (END - dt.timedelta(days=1)).isoformat(),
+                   "bizagi/sync_at": server.now.isoformat()}  # fmt: skip
+        assert job.execute_in_process(tags=history, resources=res, instance=instance).success
+        server.set_now(tick)
+        tags = {"dagster/asset_partition_range_start": (END - dt.timedelta(days=1)).isoformat(),
+                "dagster/asset_partition_range_end": END.isoformat(),
+                "bizagi/sync_at": tick.isoformat()}  # fmt: skip
+        first = job.execute_in_process(tags=tags, resources=res, instance=instance)
+        assert first.success
+        server.advance(dt.timedelta(days=2))  # cases close meanwhile
+        again = job.execute_in_process(tags=tags, resources=res, instance=instance,
+                                       raise_on_error=False)  # fmt: skip
+    lake = Lake(tmp_path / "lake").read("cases")
+    in_lake = dict(zip(lake.column("id").to_pylist(), lake.column("closed").to_pylist(),
+                       strict=True))  # fmt: skip
+    in_warehouse = dict(query(tmp_path, "SELECT id, closed FROM bizagi.cases"))
+    (summary,) = [e.step_materialization_data.materialization.metadata["bizagi/sync"].value
+                  for e in again.get_asset_materialization_events()
+                  if e.asset_key == LAKE_CASES and e.partition == END.isoformat()]  # fmt: skip
+    assert summary["rows_changed"] > 0, "the world moved between the attempts"
+    assert in_warehouse == in_lake

@@ -15,7 +15,8 @@ _EXPORTS = {
         "SNAPSHOT", "Catalog", "Child", "Stream", "custom_streams", "entity_stream",
     ),
     "bizagi_etl.pipeline.frames": (
-        "combine", "empty_table", "freeze_imports", "to_table", "use_system_allocator",
+        "combine", "defer_pandas", "empty_table", "freeze_imports", "to_table",
+        "use_system_allocator",
     ),
     "bizagi_etl.pipeline.lake": ("Lake", "PartitionWriter", "WrittenPartition", "extracted_at_of"),
     "bizagi_etl.pipeline.warehouse": ("SCHEMA", "VIEWS", "Warehouse"),
@@ -61,6 +62,7 @@ if TYPE_CHECKING:
     )
     from bizagi_etl.pipeline.frames import (
         combine,
+        defer_pandas,
         empty_table,
         freeze_imports,
         to_table,

@@ -41,7 +41,7 @@ from bizagi_etl.connector import (
     total_of,
 )
 from bizagi_etl.pipeline.arrow_pages import ArrowPages, arrow_pages_for
-from bizagi_etl.pipeline.frames import combine, defer_pandas, empty_table, to_table
+from bizagi_etl.pipeline.frames import combine, empty_table, to_table
 from bizagi_etl.pipeline.lake import Lake, WrittenPartition
 from bizagi_etl.pipeline.streams import (
     DAILY,
@@ -170,7 +170,6 @@ def extract_stream(
 
     Columns the service's ``$metadata`` declares are typed from it (``typed_by_metadata``).
     """
-    defer_pandas()
     stream = typed_by_metadata(client, stream)
     run = _Run(client, stream, lake, extracted_at or dt.datetime.now(dt.UTC), progress, before_swap)
     began = time.monotonic()

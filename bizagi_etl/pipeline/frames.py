@@ -68,7 +68,9 @@ def defer_pandas() -> None:
     the object is a pandas one, which extraction never hands it. That check runs once here
     with pandas hidden, so pyarrow records it as absent; it imports pandas after all when
     something asks for pandas (``to_pandas``), so DataFrames still work afterwards
-    (tests/test_layers.py holds pyarrow to that).
+    (tests/test_layers.py holds pyarrow to that). It stays a choice of the program (the CLI
+    makes it), not of the library: until pandas is imported, pyarrow takes a pandas object
+    handed to ``pa.array`` as a plain sequence (a missing value becomes NaN, not null).
     """
     if "pandas" in sys.modules:
         return

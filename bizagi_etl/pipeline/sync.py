@@ -386,11 +386,17 @@ def landed_days(
     return out
 
 
-def stale_partitions(lake: Lake, warehouse: Warehouse, table: str) -> list[str]:
+def stale_partitions(
+    lake: Lake, warehouse: Warehouse, table: str, stamped: dt.datetime | None = None
+) -> list[str]:
     """Partitions of a lake table whose extraction instant differs from the one the warehouse
     loaded (or never loaded): what a sync rewrote, or a load that failed left behind. Compared
     for equality, not order, so clocks that disagree cannot hide a rewrite. An empty
-    partition the warehouse has no rows of is not stale (it holds nothing either way)."""
+    partition the warehouse has no rows of is not stale (it holds nothing either way).
+
+    With ``stamped``, also every partition extracted at that instant: a sync run executed again
+    stamps what it rewrites with the same instant as the first attempt, which the warehouse
+    may already hold from that attempt's rows."""
     if not lake.table_dir(table).is_dir():
         return []
     loaded = warehouse.partition_stamps(table)
@@ -400,7 +406,7 @@ def stale_partitions(lake: Lake, warehouse: Warehouse, table: str) -> list[str]:
         rows = sum(pq.read_metadata(f).num_rows for f in files)
         stamp = extracted_at_of(files[0]) if files else None
         at = loaded.get(value)
-        if (at is None and rows) or (at is not None and stamp != at):
+        if (at is None and rows) or (at is not None and stamp != at) or stamp == stamped:
             stale.append(value)
     return stale
 

@@ -131,7 +131,8 @@ def stream_assets(stream: Stream) -> list[dg.AssetsDefinition]:
     ) -> dg.MaterializeResult:
         lake = lakehouse.lake()
         days = window(context) if daily else None
-        syncing = daily and sync_instant(context.run.tags) is not None
+        sync_at = sync_instant(context.run.tags) if daily else None
+        syncing = sync_at is not None
         context.log.info(f"loading {stream.name} {span(*days) if days else '(newest snapshot)'}"
                          + (" and every day the sync rewrote" if syncing else ""))  # fmt: skip
         loaded: dict[str, int] = {}
@@ -140,8 +141,8 @@ def stream_assets(stream: Stream) -> list[dg.AssetsDefinition]:
             for table in tables_of(stream, lake, deleted=syncing):
                 parts: list[tuple[str, Sequence[Path]]]
                 if syncing:
-                    parts = [(v, lake.files(table, "day", v))
-                             for v in stale_partitions(lake, warehouse, table)]  # fmt: skip
+                    stale = stale_partitions(lake, warehouse, table, stamped=sync_at)
+                    parts = [(v, lake.files(table, "day", v)) for v in stale]
                 else:
                     parts = partitions_to_load(lake, table, days)
                 if not parts:
