@@ -29,6 +29,9 @@ class Server:
     links: str = "skiptoken"  # skiptoken (relative), root (relative to the context), skip, none
     totals: str = "standard"  # standard (@odata.count with $count=true), bizagi, none
     empty_last: bool = False  # a full last page still links to an empty one
+    # standard OData: $top limits the whole answer, which the server pages below it through
+    # $skiptoken links, the last of its pages without a link whatever rows remain
+    top_is_limit: bool = False
     slow: float = 0.0  # seconds the answers in `slow_answers` take
     slow_answers: tuple[int, ...] = (1,)  # which answers are slow (1-based)
     seen: list[dict[str, str]] = field(default_factory=list)  # query parameters of each request
@@ -39,10 +42,18 @@ class Server:
         if self.slow and len(self.seen) in self.slow_answers:
             time.sleep(self.slow)
         token = query.get("$skiptoken")
-        start = int(base64.urlsafe_b64decode(token)) if token else int(query.get("$skip", 0))
-        size = (
-            min(self.cap, int(query["$top"])) if "$top" in query and self.honours_top else self.cap
-        )
+        decoded = base64.urlsafe_b64decode(token).decode().split(".") if token else []
+        start = int(decoded[0]) if token else int(query.get("$skip", 0))
+        if self.top_is_limit:
+            stop = int(decoded[1]) if token else start + int(query.get("$top", self.rows))
+            size = min(self.cap, stop - start)
+        else:
+            stop = self.rows
+            size = (
+                min(self.cap, int(query["$top"]))
+                if "$top" in query and self.honours_top
+                else self.cap
+            )
         end = min(self.rows, start + size)
         body: dict[str, Any] = {
             "@odata.context": f"{request.base_url}odata/$metadata#Sets(1)/Rows"
@@ -54,10 +65,11 @@ class Server:
             body["@odata.totalCount"] = self.rows
         elif self.totals == "standard" and query.get("$count") == "true":
             body["@odata.count"] = self.rows
-        more = end < self.rows or (self.empty_last and end == self.rows and start < end)
+        more = end < min(self.rows, stop) or (self.empty_last and end == self.rows and start < end)
         if more and self.links == "skiptoken":
+            state = f"{end}.{stop}" if self.top_is_limit else str(end)
             body["@odata.nextLink"] = (
-                f"Rows?$skiptoken={base64.urlsafe_b64encode(str(end).encode()).decode()}"
+                f"Rows?$skiptoken={base64.urlsafe_b64encode(state.encode()).decode()}"
             )
         elif more and self.links == "root":  # relative to the service root, via the context
             token = base64.urlsafe_b64encode(str(end).encode()).decode()
@@ -168,3 +180,14 @@ def test_a_set_page_size_is_kept_even_when_slow(monkeypatch):
                     slow_answers=(1, 2))  # fmt: skip
     fetch(server, page_size=300)
     assert [q["$top"] for q in server.seen] == ["300", "300"]
+
+
+@pytest.mark.parametrize("totals", ["standard", "none"])
+def test_a_top_that_limits_the_answer_below_which_the_server_pages(totals):
+    """Standard OData: $top=1000 is the whole answer, served in pages of 300 linked by
+    $skiptoken, the last without a link although rows remain. The chain ending at exactly the
+    $top asked means more may follow: the next $skip is asked, until the server runs out."""
+    server = Server(rows=2_500, cap=300, links="skiptoken", totals=totals, top_is_limit=True)
+    ids, _ = fetch(server, page_size=1_000)
+    assert ids == list(range(2_500))
+    assert [q.get("$skip") for q in server.seen if "$skip" in q] == ["0", "1000", "2000"]

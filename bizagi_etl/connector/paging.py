@@ -142,6 +142,7 @@ class _Pager:
         self.seen_pages: set[bytes] = set()
         self.seen_ids: deque[set[str]] = deque(maxlen=ID_MEMORY_PAGES)
         self.offset = 0  # rows the server has handed out so far, duplicates included
+        self.asked_from = 0  # the offset of the last query this pager built (not a link)
         self.start: int = rows[0] if rows else 0
         self.limit: int | None = rows[1] if rows else None
 
@@ -262,17 +263,29 @@ class _Pager:
             context = body.get("@odata.context")
             base = urljoin(url, context) if isinstance(context, str) and context else url
             return self._follow(base, str(link))
-        if not value or self.seen_links:
-            return None  # an empty page, or a server that links its pages and linked no more
+        if not value:
+            return None  # an empty page
         # No next link. A server that caps pages below $top may still hold rows: trust its
         # total; without one, a short page proves nothing (the server may cap $top silently),
         # so ask from the next offset until a page comes back empty: one request more, no row
         # lost. A server that ignored $skip would repeat a page, which _check_repeat stops.
+        # A server that linked its pages and linked no more has ended the collection, unless
+        # its links ended at the $top asked: in standard OData $top limits the whole answer,
+        # which the server may page below it, so the rows after it are asked for.
         known = total if total is not None else self.stats.server_total
         if self.limit is not None:
-            known = self.limit
-        more = self.offset < known if known is not None else True
-        return self.url_at(self.offset) if more else None
+            more = self.offset < self.limit
+        elif self.seen_links:
+            at_top = bool(self.size) and self.offset - self.asked_from >= self.size
+            more = at_top and (known is None or self.offset < known)
+        else:
+            more = self.offset < known if known is not None else True
+        return self._asked(self.offset) if more else None
+
+    def _asked(self, offset: int) -> str:
+        """The query from ``offset``, remembered as where the server's answer to it began."""
+        self.asked_from = offset
+        return self.url_at(offset)
 
     def _follow(self, url: str, link: str) -> str:
         absolute = urljoin(url, link)
