@@ -53,8 +53,10 @@ class ArrowPages:
 
     def read(self, body: bytes) -> pa.Table | None:
         """The page's rows with the declared columns, or None when it is not as declared."""
+        # The whole body is one JSON object: a block must hold it (the default is 1 MiB).
+        whole = pj.ReadOptions(block_size=max(len(body) + 1, 1 << 20))
         try:
-            page = pj.read_json(io.BytesIO(body), parse_options=self.options)
+            page = pj.read_json(io.BytesIO(body), read_options=whole, parse_options=self.options)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             return None
         if page.num_rows != 1 or "value" not in page.column_names:

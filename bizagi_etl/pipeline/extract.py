@@ -14,6 +14,7 @@ streams (sorted by key before writing), and one part file's rows for snapshots.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import threading
 import time
@@ -21,11 +22,13 @@ from collections import defaultdict, deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from decimal import Decimal
 from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
+import orjson
 import pyarrow as pa
 
 from bizagi_etl.connector import (
@@ -365,40 +368,38 @@ class _Run:
                            stats=fetched.stats, exact=self.exact, rows=rows)  # fmt: skip
         for page in pages:
             if page.number == 1 and page.rows and page.rows[0] == query.first_row:
-                raise PagingError(
-                    f"{query.path}: $skip={rows[0]} answered the collection's first row again: "
-                    "the server ignores $skip; set BIZAGI_MAX_CONCURRENCY=1 to follow its "
-                    "links one page at a time"
-                )
+                raise _ignored_skip(query.path, rows[0])
             fetched.buffers.add(self._converted_records(page.rows, query.process_id))
         return fetched
 
     def _arrow_range(
         self, rows: tuple[int, int], query: _Query, reader: ArrowPages
     ) -> _Slice | None:
-        """A one-page range read by ``reader``; None when the page is not as declared (or
-        not the rows asked for), to be read the general way."""
+        """A one-page range read by ``reader``, or, when the page is not as declared, from the
+        same body the general way; None when the body is not the page asked for (an error,
+        a short page), to be read again through the pager, which says what is wrong."""
         skip, limit = rows
         url = self.client.url(query.path, {"$top": limit, "$skip": skip})
         request = RequestStats()
         body = self.client.get_json_bytes(url, request)
         stats = QueryStats(path=query.path, requests=request.requests, pages=1,
                            retries=request.retries, bytes=request.bytes)  # fmt: skip
-        table = reader.read(body)
-        if table is None or table.num_rows != limit:
-            return None
-        key = self.stream.key[0] if self.stream.key else None
-        first = query.first_row.get(self._source(key)) if key else None
-        if key and table.num_rows and table.column(key)[0].as_py() == first:
-            raise PagingError(
-                f"{query.path}: $skip={skip} answered the collection's first row again: "
-                "the server ignores $skip; set BIZAGI_MAX_CONCURRENCY=1 to follow its "
-                "links one page at a time"
-            )
-        stats.rows = table.num_rows
-        self._count_rows(table.num_rows)
         fetched = _Slice(stats=stats, buffers=_Buffers(self.stream))
-        fetched.buffers.batches[self.stream.name].append(table)
+        table = reader.read(body)
+        if table is not None and table.num_rows == limit:
+            key = self.stream.key[0] if self.stream.key else None
+            if key and table.column(key)[0].as_py() == query.first_row.get(self._source(key)):
+                raise _ignored_skip(query.path, skip)
+            self._count_rows(table.num_rows)
+            fetched.buffers.batches[self.stream.name].append(table)
+        else:
+            decoded = _page_rows(body, self.exact)
+            if decoded is None or len(decoded) != limit:
+                return None
+            if decoded[0] == query.first_row:
+                raise _ignored_skip(query.path, skip)
+            fetched.buffers.add(self._converted_records(decoded, query.process_id))
+        stats.rows = limit
         return fetched
 
     def _source(self, column: str) -> str:
@@ -533,6 +534,24 @@ class _OrderedWrites:
 
     def __exit__(self, *exc: object) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _ignored_skip(path: str, skip: int) -> PagingError:
+    return PagingError(
+        f"{path}: $skip={skip} answered the collection's first row again: the server ignores "
+        "$skip; set BIZAGI_MAX_CONCURRENCY=1 to follow its links one page at a time"
+    )
+
+
+def _page_rows(body: bytes, exact: bool) -> list[Record] | None:
+    """The rows of a collection page's body, parsed as the client parses them (exactly where
+    a column needs it); None for anything but a collection page."""
+    try:
+        page = json.loads(body, parse_float=Decimal) if exact else orjson.loads(body)
+    except ValueError:
+        return None
+    value = page.get("value") if isinstance(page, dict) else None
+    return value if isinstance(value, list) else None
 
 
 @dataclass(frozen=True, slots=True)
