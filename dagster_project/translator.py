@@ -138,7 +138,11 @@ def markdown(text: str) -> str:
 def sync_instant(tags: Mapping[str, str]) -> dt.datetime | None:
     """The instant a run syncs as of, if the daily schedule launched it to sync."""
     raw = tags.get(SYNC_AT)
+    if not raw:
+        return None
     try:
-        return dt.datetime.fromisoformat(raw).astimezone(dt.UTC) if raw else None
+        instant = dt.datetime.fromisoformat(raw)
     except ValueError:
         raise SettingsError(f"run tag {SYNC_AT!r}: expected an ISO instant, got {raw!r}") from None
+    # A naive instant is UTC, as everywhere in the pipeline, not the machine's local time.
+    return (instant if instant.tzinfo else instant.replace(tzinfo=dt.UTC)).astimezone(dt.UTC)

@@ -199,3 +199,15 @@ def test_a_sync_run_executed_again_loads_what_it_rewrote(d, tmp_path):
                   if e.asset_key == LAKE_CASES and e.partition == END.isoformat()]  # fmt: skip
     assert summary["rows_changed"] > 0, "the world moved between the attempts"
     assert in_warehouse == in_lake
+
+
+def test_the_sync_instant_of_a_run_is_utc_and_a_bad_one_is_named():
+    from bizagi_etl.connector import SettingsError
+    from dagster_project.translator import sync_instant
+
+    assert sync_instant({}) is None
+    naive = sync_instant({"bizagi/sync_at": "2026-08-16T01:30:00"})
+    assert naive == dt.datetime(2026, 8, 16, 1, 30, tzinfo=dt.UTC), "naive is UTC, not local"
+    assert sync_instant({"bizagi/sync_at": "2026-08-16T03:30:00+02:00"}) == naive
+    with pytest.raises(SettingsError, match=r"run tag 'bizagi/sync_at'.*got 'soon'"):
+        sync_instant({"bizagi/sync_at": "soon"})

@@ -248,3 +248,15 @@ def test_a_run_of_writes_takes_the_tables_lock_once(tmp_path, monkeypatch):
     _write(lake, "2025-01-06", [{"id": 6, "name": "y"}])
     assert len(opened) == 2, "released after the run: the next write takes it again"
     assert [v for _, v in lake.partitions("things")][-1] == "2025-01-06"
+
+
+def test_a_scan_reads_columns_whose_files_disagree_on_their_type(tmp_path):
+    """An attribute nothing declares is typed from its values, so one day may hold numbers and
+    another text: a scan reads such a column as text instead of failing every later read."""
+    lake = Lake(tmp_path)
+    for day, value in (("2025-01-01", 5), ("2025-01-02", "five")):
+        batch = pa.table({"id": [int(day[-1])], "name": ["a"], "extra": [value]})
+        lake.write_partition("things", "day", day, [batch], SCHEMA, key=["id"], extracted_at=AT)
+    rows = sorted(lake.scan("things").to_pylist(), key=lambda r: r["id"])
+    assert [r["extra"] for r in rows] == ["5", "five"]
+    assert lake.scan("things", columns=["id"]).column("id").to_pylist() in ([1, 2], [2, 1])

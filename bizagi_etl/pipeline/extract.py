@@ -343,7 +343,8 @@ class _Run:
             return
         yield self._converted(first.rows, process_id)
         size, total = len(first.rows), first.server_total
-        if workers <= 1 or total is None or not size or total <= size:
+        no_top = self.client.settings.page_size == 0  # asked to leave paging to the server
+        if workers <= 1 or no_top or total is None or not size or total <= size:
             for page in pages:
                 yield self._converted(page.rows, process_id)
             return

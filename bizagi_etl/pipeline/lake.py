@@ -271,8 +271,10 @@ class Lake:
         if not files:
             return pa.table({"_value": pa.array([], pa.string())})
         fragments = ds.dataset(files, format="parquet").get_fragments()
-        schema = pa.unify_schemas([f.physical_schema for f in fragments],
-                                  promote_options="permissive")  # fmt: skip
+        schemas = [f.physical_schema for f in fragments]
+        if columns is not None:  # only what is read must agree
+            schemas = [pa.schema([s.field(c) for c in columns if c in s.names]) for s in schemas]
+        schema = _unified(schemas)
         names = [c for c in (columns or schema.names) if c in schema.names]
         with self._errors(f"reading {table}", self.table_dir(table)):
             data = ds.dataset(files, format="parquet", schema=schema).to_table(
@@ -714,6 +716,22 @@ def check_folder(folder: Path, subject: str, variable: str, *, own: bool = True)
 
 
 _FEW = 8  # partitions a scan lists one by one rather than listing the whole table
+
+
+def _unified(schemas: Sequence[pa.Schema]) -> pa.Schema:
+    """One schema for files written at different times. Wider types win; a column whose
+    files disagree beyond that (a number one day, text another, as an inferred attribute can)
+    is read as text, which every Parquet type casts to, rather than failing every read."""
+    try:
+        return pa.unify_schemas(list(schemas), promote_options="permissive")
+    except (pa.ArrowTypeError, pa.ArrowInvalid):
+        pass
+    types: dict[str, set[pa.DataType]] = {}
+    for schema in schemas:
+        for field in schema:
+            types.setdefault(field.name, set()).add(field.type)
+    fields = [pa.field(n, next(iter(t)) if len(t) == 1 else pa.string()) for n, t in types.items()]
+    return pa.schema(fields)
 
 
 def _value_of(file: Path) -> str:

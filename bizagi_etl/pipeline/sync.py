@@ -30,7 +30,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -70,6 +70,7 @@ if TYPE_CHECKING:  # the warehouse is given, never opened here: no duckdb import
 Record = dict[str, Any]
 Digest = tuple[int, Any, str]  # hash of a row and its child rows, its process, its day
 NEW, OPEN, MOVED = "new", "open", "moved"
+DIGEST_DAYS = 31  # days of rows compared at once
 SINCE_MARGIN = dt.timedelta(days=1)  # clocks differ: cases closed a day before the last sync too
 DELETED_COLUMNS = pa.schema([
     pa.field("case_id", pa.int64()), pa.field("process_id", pa.string()),
@@ -149,11 +150,16 @@ def sync_stream(
     plan_sync(client, stream, landed, start=start, today=now.date(), window=new,
               plan=report.plan)  # fmt: skip
     for lo, hi in _ranges(sorted(report.plan.days(NEW) + report.plan.days(MOVED))):
-        days = _days(lo, hi)
-        before = _rows(lake, stream, days)
-        report.results.append(extract_stream(client, stream, lake, start=lo, end=hi,
-                                             extracted_at=now, progress=progress))  # fmt: skip
-        after = _rows(lake, stream, days)
+        # Only days landed before are compared row by row; a new day's rows are all added
+        # (a first sync of a long history would otherwise hold all of it as Python rows).
+        known = [d for d in _days(lo, hi) if d in landed]
+        before = _rows(lake, stream, known)
+        result = extract_stream(client, stream, lake, start=lo, end=hi, extracted_at=now,
+                                progress=progress)  # fmt: skip
+        report.results.append(result)
+        after = _rows(lake, stream, known)
+        report.added += sum(p.rows for p in result.partitions if p.table == stream.name
+                            and dt.date.fromisoformat(p.value) not in landed)  # fmt: skip
         # An open case missing from both listings (closed before the listings' margin, say)
         # is found again when its day's count moves and the day is read: not deleted after all.
         found = {g["case_id"] for g in gone} & after.keys()
@@ -203,6 +209,7 @@ def _refresh_open(
     )
     fresh: dict[dt.date, dict[Any, Record]] = {d: {} for d in open_days}
     key = sources.get(stream.key[0], stream.key[0])
+    typed = _key_typer(stream)
     for path, process in stream_paths(client, stream):
         for condition in listings:
             stats = QueryStats(path=path)
@@ -212,7 +219,7 @@ def _refresh_open(
                 when = utc_instant(record.get(stream.cursor or ""))
                 day = when.date() if when else None
                 if day in fresh:
-                    fresh[day][record.get(key)] = record
+                    fresh[day][typed(record.get(key))] = record
     # The rows these cases had, read from every open day at once (a day's files one by one
     # cost what the history costs), then compared with what the listings gave.
     compared = {k for d in open_days for k in (*landed[d].open_ids, *fresh[d])}
@@ -222,6 +229,15 @@ def _refresh_open(
         gone += _patch_day(stream, lake, landed[day], day, fresh[day], before, now, report)
         report.plan.reasons[day] = OPEN
     return gone
+
+
+def _key_typer(stream: Stream) -> Callable[[Any], Any]:
+    """A record's key as the lake holds it: an integer key a server sent as text (Int64 under
+    IEEE754Compatible) compares with the lake's integers."""
+    column = next((c for c in stream.columns if c.name == stream.key[0]), None)
+    if column is None or not pa.types.is_integer(column.type):
+        return lambda value: value
+    return lambda value: int(value) if isinstance(value, str) else value
 
 
 def _patch_day(
@@ -414,7 +430,11 @@ def stale_partitions(
 def _rows(lake: Lake, stream: Stream, days: list[dt.date]) -> dict[Any, Digest]:
     """id -> digest of its row and child rows, process, day: what a sync compares before
     and after reading days again."""
-    return _digests(stream, _scan(lake, stream, [d.isoformat() for d in days]))
+    digests: dict[Any, Digest] = {}
+    for i in range(0, len(days), DIGEST_DAYS):  # a month's rows as Python objects at a time
+        batch = [d.isoformat() for d in days[i : i + DIGEST_DAYS]]
+        digests |= _digests(stream, _scan(lake, stream, batch))
+    return digests
 
 
 def _digests(stream: Stream, tables: dict[str, list[dict[str, Any]]]) -> dict[Any, Digest]:
