@@ -190,3 +190,32 @@ def test_a_page_the_reader_hands_back_is_read_from_the_same_answer(tmp_path):
     assert pq.read_table(written.files[0]).column("id").to_pylist() == list(range(25))
     assert len(seen) == 3, seen  # the first page, then two ranges, each asked once
     assert result.requests == 3
+
+
+def test_a_server_that_refuses_skip_is_read_through_its_links(tmp_path):
+    """A server that pages by $skiptoken only answers a $skip range with 400: the snapshot is
+    then read one page after another through its links, every row once."""
+    rows = [{"@odata.id": f"Rows({i})", "id": i} for i in range(25)]
+
+    async def collection(request: Request) -> JSONResponse:
+        query = request.query_params
+        if query.get("$skip", "0") != "0":
+            return JSONResponse({"error": {"code": "BadRequest", "message": "$skip"}}, 400)
+        start = int(query.get("$skiptoken", 0))
+        body = {"value": rows[start : start + 10], "@odata.count": len(rows)}
+        if start + 10 < len(rows):
+            body["@odata.nextLink"] = f"Rows?$skiptoken={start + 10}"
+        return JSONResponse(body)
+
+    stream = Stream(name="rows", description="", path="odata/Rows", key=("id",),
+                    partitioning="snapshot", kind="custom",
+                    columns=(Col("id", "id", pa.int64()),))  # fmt: skip
+    app = Starlette(routes=[Route("/odata/Rows", collection)])
+    with AsgiServer(app) as http:
+        settings = BizagiSettings(base_url=http.base_url, client_id="c",
+                                  client_secret="a-static-bearer-for-this-test",
+                                  auth_method="bearer_token", max_concurrency=4)  # fmt: skip
+        with BizagiClient(settings) as client:
+            result = extract_stream(client, stream, Lake(tmp_path / "lake"))
+    (written,) = result.partitions
+    assert pq.read_table(written.files[0]).column("id").to_pylist() == list(range(25))

@@ -33,6 +33,7 @@ import pyarrow as pa
 
 from bizagi_etl.connector import (
     BizagiClient,
+    ClientError,
     PagingError,
     QueryStats,
     RequestStats,
@@ -353,9 +354,29 @@ class _Run:
         step = size if reader else size * RANGE_PAGES  # a page a range: one request, no links
         ranges = [(skip, min(step, total - skip)) for skip in range(size, total, step)]
         query = _Query(path, process_id, size, first.rows[0], reader)
-        for _range, fetched in ordered_map(workers, self._range, ranges, query):
+        try:  # the first range alone: a server may refuse $skip (it pages by $skiptoken only)
+            probe = self._range(ranges[0], query)
+        except ClientError as exc:
+            if exc.status not in (400, 501):
+                raise
+            log.warning("%s: the server refused a $skip range (%s); following its links one "
+                        "page after another instead", path, exc)  # fmt: skip
+            yield from self._after_first_page(path, process_id)
+            return
+        self.result.queries.append(probe.stats)
+        yield probe.buffers
+        for _range, fetched in ordered_map(workers, self._range, ranges[1:], query):
             self.result.queries.append(fetched.stats)
             yield fetched.buffers
+
+    def _after_first_page(self, path: str, process_id: str | None) -> Iterator[_Buffers]:
+        """The query's pages through the server's links, its first page (already written)
+        asked again and left out."""
+        stats = QueryStats(path=path)
+        self.result.queries.append(stats)
+        for page in iter_pages(self.client, path, stats=stats, exact=self.exact):
+            if page.number > 1:
+                yield self._converted(page.rows, process_id)
 
     def _range(self, rows: tuple[int, int], query: _Query) -> _Slice:
         """One range of a query's rows, converted (runs in a worker thread): straight into
