@@ -29,6 +29,7 @@ from bizagi_etl.pipeline import (
     Lake,
     Stream,
     Warehouse,
+    key_typer,
     plan_sync,
     sync_stream,
 )
@@ -159,11 +160,9 @@ def test_the_cli_prints_what_it_did(tmp_path):
 def test_an_integer_key_sent_as_text_compares_with_the_lakes_integers():
     """Under IEEE754Compatible a server sends Int64 keys as text; the open cases the lake
     holds are integers, and a listing's case must be the same case, not a vanished one."""
-    from bizagi_etl.pipeline.sync import _key_typer
-
-    typed = _key_typer(Catalog.load().get("cases"))
+    typed = key_typer(Catalog.load().get("cases"))
     assert typed("1042") == 1042
     assert typed(1042) == 1042
-    assert _key_typer(Stream(name="s", description="", path="p", key=("code",),
+    assert key_typer(Stream(name="s", description="", path="p", key=("code",),
                              partitioning="daily", columns=(), cursor="c",
                              kind="custom"))("0042") == "0042"  # fmt: skip

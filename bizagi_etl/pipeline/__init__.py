@@ -30,8 +30,8 @@ _EXPORTS = {
         "page_frames", "partition_frames", "read_frame", "to_frame",
     ),
     "bizagi_etl.pipeline.sync": (
-        "MOVED", "NEW", "OPEN", "SyncPlan", "SyncReport", "deleted_table", "landed_days",
-        "plan_sync", "stale_partitions", "sync_stream",
+        "MOVED", "NEW", "OPEN", "SyncPlan", "SyncReport", "deleted_table", "key_typer",
+        "landed_days", "plan_sync", "stale_partitions", "sync_stream",
     ),
     "bizagi_etl.pipeline.settings": (
         "DEFAULT_MEMORY_LIMIT", "PIPELINE_ENV_VARS", "PipelineSettings",
@@ -98,6 +98,7 @@ if TYPE_CHECKING:
         SyncPlan,
         SyncReport,
         deleted_table,
+        key_typer,
         landed_days,
         plan_sync,
         stale_partitions,

@@ -209,7 +209,7 @@ def _refresh_open(
     )
     fresh: dict[dt.date, dict[Any, Record]] = {d: {} for d in open_days}
     key = sources.get(stream.key[0], stream.key[0])
-    typed = _key_typer(stream)
+    typed = key_typer(stream)
     for path, process in stream_paths(client, stream):
         for condition in listings:
             stats = QueryStats(path=path)
@@ -231,7 +231,7 @@ def _refresh_open(
     return gone
 
 
-def _key_typer(stream: Stream) -> Callable[[Any], Any]:
+def key_typer(stream: Stream) -> Callable[[Any], Any]:
     """A record's key as the lake holds it: an integer key a server sent as text (Int64 under
     IEEE754Compatible) compares with the lake's integers."""
     column = next((c for c in stream.columns if c.name == stream.key[0]), None)
