@@ -258,3 +258,28 @@ def test_entity_streams_are_found_by_name(small_server):
             resolve_streams(client, Catalog.load(), ["entity_nope"])
     assert names == ["entity_country", "entity_currency", "entity_department", "entity_product"]
     assert [s.name for s in single] == ["entity_currency"]
+
+
+def test_a_snapshot_whose_second_table_cannot_open_leaves_nothing_behind(
+    small_server, tmp_path, monkeypatch
+):
+    """inbox and inbox_workitems open together: when the second fails (a full disk, say), the
+    first one's staging folder and lock go too, so the next write finds nothing to sweep."""
+    from bizagi_etl.connector.errors import StorageError
+
+    lake = Lake(tmp_path / "lake")
+    real = Lake.open_partition
+
+    def second_fails(self, table, *args, **kwargs):
+        if table == "inbox_workitems":
+            raise StorageError("no room for inbox_workitems")
+        return real(self, table, *args, **kwargs)
+
+    monkeypatch.setattr(Lake, "open_partition", second_fails)
+    with BizagiClient(settings_for(small_server)) as client, pytest.raises(StorageError):
+        extract_stream(client, Catalog.load().get("inbox"), lake)
+    assert list(lake.staging_dir("inbox").iterdir()) == []
+    monkeypatch.setattr(Lake, "open_partition", real)
+    with BizagiClient(settings_for(small_server)) as client:
+        result = extract_stream(client, Catalog.load().get("inbox"), lake)
+    assert {p.table for p in result.partitions} == {"inbox", "inbox_workitems"}

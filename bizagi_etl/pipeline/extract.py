@@ -46,7 +46,7 @@ from bizagi_etl.connector import (
 )
 from bizagi_etl.pipeline.arrow_pages import ArrowPages, arrow_pages_for
 from bizagi_etl.pipeline.frames import combine, empty_table, to_table
-from bizagi_etl.pipeline.lake import Lake, WrittenPartition
+from bizagi_etl.pipeline.lake import Lake, PartitionWriter, WrittenPartition
 from bizagi_etl.pipeline.streams import (
     DAILY,
     FAMILY,
@@ -306,13 +306,12 @@ class _Run:
         """Stream pages straight into the new partition: memory holds a part and the ranges
         in flight, not the set."""
         value = self.extracted_at.date().isoformat()
-        writers = {
-            table: self.lake.open_partition(
-                table, "snapshot", value, declared.schema, self.extracted_at
-            )
-            for table, _key, declared, _batches in _Buffers(self.stream).tables()
-        }
-        try:
+        writers: dict[str, PartitionWriter] = {}
+        try:  # a writer opened before a later one fails is dropped too (its lock, its folder)
+            for table, _key, declared, _batches in _Buffers(self.stream).tables():
+                writers[table] = self.lake.open_partition(
+                    table, "snapshot", value, declared.schema, self.extracted_at
+                )
             for path, process_id in self._paths():
                 for buffers in self._snapshot_query(path, process_id, workers):
                     for table, _key, _declared, batches in buffers.tables():
