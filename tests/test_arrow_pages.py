@@ -9,7 +9,9 @@ throttling, on both faces of the emulator.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
+from pathlib import Path
 
 import orjson
 import pyarrow as pa
@@ -26,12 +28,13 @@ from bizagi_etl.emulator import EmulatorConfig, EmulatorServer
 from bizagi_etl.emulator.app import Emulated
 from bizagi_etl.emulator.server import AsgiServer
 from bizagi_etl.emulator.truth import export_truth
-from bizagi_etl.pipeline import Catalog, Lake, Stream, extract_stream
+from bizagi_etl.pipeline import Catalog, ExtractResult, Lake, Stream, extract_stream
 from bizagi_etl.pipeline.arrow_pages import arrow_pages_for
 from bizagi_etl.pipeline.extract import flat_record, typed_by_metadata
 from bizagi_etl.pipeline.frames import to_table
 from bizagi_etl.pipeline.schema import Col
 
+Endpoint = Callable[[Request], Awaitable[JSONResponse]]
 STREAMS = '[[streams]]\nname = "claims"\npath = "odata/data/Claims"\nkey = "id"\n'
 CLAIMS = 2_500
 
@@ -50,6 +53,24 @@ def config(flavor: str, **changes) -> EmulatorConfig:
 def standard_settings(server: EmulatorServer, **changes) -> BizagiSettings:
     standard = {"filter_encoding": "standard"} if server.config.flavor == "standard" else {}
     return settings_for(server, page_size=None, **standard, **changes)
+
+
+def rows_stream(*columns: Col) -> Stream:
+    """A custom snapshot stream ``rows`` over ``odata/Rows``, keyed by ``id``."""
+    return Stream(name="rows", description="", path="odata/Rows", key=("id",),
+                  partitioning="snapshot", kind="custom",
+                  columns=columns or (Col("id", "id", pa.int64()),))  # fmt: skip
+
+
+def extract_rows(tmp_path: Path, collection: Endpoint) -> ExtractResult:
+    """Extract ``rows`` with four workers from a server whose ``odata/Rows`` is ``collection``."""
+    app = Starlette(routes=[Route("/odata/Rows", collection)])
+    with AsgiServer(app) as http:
+        settings = BizagiSettings(base_url=http.base_url, client_id="c",
+                                  client_secret="a-static-bearer-for-this-test",
+                                  auth_method="bearer_token", max_concurrency=4)  # fmt: skip
+        with BizagiClient(settings) as client:
+            return extract_stream(client, rows_stream(), Lake(tmp_path / "lake"))
 
 
 @pytest.mark.parametrize("flavor", ["bizagi", "standard"])
@@ -79,11 +100,9 @@ def test_the_arrow_reader_gives_the_general_paths_table(flavor, tmp_path):
     ],
 )
 def test_a_page_not_as_declared_is_handed_back(change, why):
-    stream = Stream(name="rows", description="", path="odata/Rows", key=("id",),
-                    partitioning="snapshot", kind="custom",
-                    columns=(Col("id", "id", pa.int64()), Col("score", "score", pa.float64()),
-                             Col("amount", "amount", pa.decimal128(18, 4))))  # fmt: skip
-    reader = arrow_pages_for(stream)
+    amount = Col("amount", "amount", pa.decimal128(18, 4))
+    reader = arrow_pages_for(rows_stream(Col("id", "id", pa.int64()),
+                                         Col("score", "score", pa.float64()), amount))  # fmt: skip
     assert reader is not None
     row = {"@odata.id": "Rows(1)", "id": 1, "score": 0.5, "amount": 12.3456}
     fine = reader.read(orjson.dumps({"value": [row]}))
@@ -135,16 +154,8 @@ def test_a_server_that_ignores_skip_is_refused_not_duplicated(tmp_path):
         top = int(request.query_params.get("$top", 10))
         return JSONResponse({"value": rows[: min(top, 10)], "@odata.count": len(rows)})
 
-    stream = Stream(name="rows", description="", path="odata/Rows", key=("id",),
-                    partitioning="snapshot", kind="custom",
-                    columns=(Col("id", "id", pa.int64()),))  # fmt: skip
-    app = Starlette(routes=[Route("/odata/Rows", collection)])
-    with AsgiServer(app) as http:
-        settings = BizagiSettings(base_url=http.base_url, client_id="c",
-                                  client_secret="a-static-bearer-for-this-test",
-                                  auth_method="bearer_token", max_concurrency=4)  # fmt: skip
-        with BizagiClient(settings) as client, pytest.raises(PagingError) as caught:
-            extract_stream(client, stream, Lake(tmp_path / "lake"))
+    with pytest.raises(PagingError) as caught:
+        extract_rows(tmp_path, collection)
     assert "ignores $skip" in str(caught.value)
     assert "BIZAGI_MAX_CONCURRENCY=1" in str(caught.value)
     assert not (tmp_path / "lake" / "rows").exists() or not list(
@@ -153,11 +164,8 @@ def test_a_server_that_ignores_skip_is_refused_not_duplicated(tmp_path):
 
 
 def test_a_page_over_a_mebibyte_is_read_whole():
-    stream = Stream(name="rows", description="", path="odata/Rows", key=("id",),
-                    partitioning="snapshot", kind="custom",
-                    columns=(Col("id", "id", pa.int64()),
-                             Col("text", "text", pa.string())))  # fmt: skip
-    reader = arrow_pages_for(stream)
+    reader = arrow_pages_for(rows_stream(Col("id", "id", pa.int64()),
+                                         Col("text", "text", pa.string())))  # fmt: skip
     assert reader is not None
     rows = [{"id": i, "text": "x" * 300_000} for i in range(8)]  # 2.4 MB in one object
     table = reader.read(orjson.dumps({"value": rows}))
@@ -176,16 +184,7 @@ def test_a_page_the_reader_hands_back_is_read_from_the_same_answer(tmp_path):
         skip, top = int(request.query_params.get("$skip", 0)), int(request.query_params["$top"])
         return JSONResponse({"value": rows[skip : skip + min(top, 10)], "@odata.count": 25})
 
-    stream = Stream(name="rows", description="", path="odata/Rows", key=("id",),
-                    partitioning="snapshot", kind="custom",
-                    columns=(Col("id", "id", pa.int64()),))  # fmt: skip
-    app = Starlette(routes=[Route("/odata/Rows", collection)])
-    with AsgiServer(app) as http:
-        settings = BizagiSettings(base_url=http.base_url, client_id="c",
-                                  client_secret="a-static-bearer-for-this-test",
-                                  auth_method="bearer_token", max_concurrency=4)  # fmt: skip
-        with BizagiClient(settings) as client:
-            result = extract_stream(client, stream, Lake(tmp_path / "lake"))
+    result = extract_rows(tmp_path, collection)
     (written,) = result.partitions
     assert pq.read_table(written.files[0]).column("id").to_pylist() == list(range(25))
     assert len(seen) == 3, seen  # the first page, then two ranges, each asked once
@@ -207,15 +206,6 @@ def test_a_server_that_refuses_skip_is_read_through_its_links(tmp_path):
             body["@odata.nextLink"] = f"Rows?$skiptoken={start + 10}"
         return JSONResponse(body)
 
-    stream = Stream(name="rows", description="", path="odata/Rows", key=("id",),
-                    partitioning="snapshot", kind="custom",
-                    columns=(Col("id", "id", pa.int64()),))  # fmt: skip
-    app = Starlette(routes=[Route("/odata/Rows", collection)])
-    with AsgiServer(app) as http:
-        settings = BizagiSettings(base_url=http.base_url, client_id="c",
-                                  client_secret="a-static-bearer-for-this-test",
-                                  auth_method="bearer_token", max_concurrency=4)  # fmt: skip
-        with BizagiClient(settings) as client:
-            result = extract_stream(client, stream, Lake(tmp_path / "lake"))
+    result = extract_rows(tmp_path, collection)
     (written,) = result.partitions
     assert pq.read_table(written.files[0]).column("id").to_pylist() == list(range(25))
