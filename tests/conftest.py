@@ -7,6 +7,7 @@ directly, which is also what keeps these tests honest about the wire format.
 from __future__ import annotations
 
 import asyncio
+import base64
 import dataclasses
 import datetime as dt
 import json
@@ -14,6 +15,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 import duckdb
 import httpx
@@ -240,3 +242,15 @@ def _landed_value(text: str | None, kind: str) -> object:
 
 def _hashable(value: object) -> object:
     return json.dumps(value, sort_keys=True) if isinstance(value, list | dict) else value
+
+
+async def presented_credentials(request: Request) -> tuple[str, str, str]:
+    """What a client sent a token endpoint: the form, the Authorization header, and the
+    client secret from either (Basic credentials first, as RFC 6749 prefers)."""
+    form = (await request.body()).decode()
+    auth = request.headers.get("authorization", "")
+    if auth.startswith("Basic "):
+        secret = base64.b64decode(auth[6:]).decode().split(":", 1)[1]
+    else:
+        secret = parse_qs(form).get("client_secret", [""])[0]
+    return form, auth, secret

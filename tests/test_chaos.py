@@ -26,13 +26,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs
 
 import dagster as dg
 import duckdb
 import pandas as pd
 import pytest
-from conftest import SMALL
+from conftest import SMALL, presented_credentials
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -453,12 +452,7 @@ class Echo:
         return await self.data(request)
 
     async def token(self, request: Request) -> Response:
-        form = (await request.body()).decode()
-        auth = request.headers.get("authorization", "")
-        if auth.startswith("Basic "):
-            secret = base64.b64decode(auth[6:]).decode().split(":", 1)[1]
-        else:
-            secret = parse_qs(form).get("client_secret", [""])[0]
+        form, auth, secret = await presented_credentials(request)
         headers = {"X-Echo-Authorization": auth, "X-Echo-Secret": secret}
         if self.mode == "token":
             description = f"client secret {secret!r} is wrong; form {form}; Authorization {auth}"

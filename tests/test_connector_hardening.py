@@ -20,12 +20,11 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qs
 
 import psutil
 import pytest
 from click.testing import CliRunner
-from conftest import TINY_CLIENT_ID, TINY_SECRET, tiny, tiny_settings
+from conftest import TINY_CLIENT_ID, TINY_SECRET, presented_credentials, tiny, tiny_settings
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -478,12 +477,7 @@ class Echo:
         self.bearers: list[str] = []
 
     async def token(self, request: Request) -> Response:
-        form = (await request.body()).decode()
-        auth = request.headers.get("authorization", "")
-        if auth.startswith("Basic "):
-            secret = base64.b64decode(auth[6:]).decode().split(":", 1)[1]
-        else:
-            secret = parse_qs(form).get("client_secret", [""])[0]
+        form, auth, secret = await presented_credentials(request)
         headers = {"X-Echo-Authorization": auth, "X-Echo-Secret": secret,
                    "Location": f"https://elsewhere.example/login/{secret}"}  # fmt: skip
         if self.refuse_token:
