@@ -741,6 +741,11 @@ def _value_of(file: Path) -> str:
 
 
 def extracted_at_of(path: Path) -> dt.datetime | None:
-    metadata = pq.read_schema(path).metadata or {}
-    raw = metadata.get(META_EXTRACTED_AT)
+    return extracted_at_in(pq.read_metadata(path))
+
+
+def extracted_at_in(footer: pq.FileMetaData) -> dt.datetime | None:
+    """The extraction instant a part file's footer records (the schema's metadata is kept
+    among the footer's keys), for a caller that reads the footer for its rows too."""
+    raw = (footer.metadata or {}).get(META_EXTRACTED_AT)
     return dt.datetime.fromisoformat(raw.decode()) if raw else None

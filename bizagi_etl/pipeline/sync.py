@@ -60,7 +60,7 @@ from bizagi_etl.pipeline.extract import (
     utc_instant,
 )
 from bizagi_etl.pipeline.frames import combine, empty_table
-from bizagi_etl.pipeline.lake import Lake, extracted_at_of
+from bizagi_etl.pipeline.lake import Lake, extracted_at_in, extracted_at_of
 from bizagi_etl.pipeline.schema import Col
 from bizagi_etl.pipeline.streams import DAILY, Stream
 
@@ -419,8 +419,9 @@ def stale_partitions(
     stale = []
     for column, value in lake.partitions(table):
         files = lake.files(table, column, value)
-        rows = sum(pq.read_metadata(f).num_rows for f in files)
-        stamp = extracted_at_of(files[0]) if files else None
+        footers = [pq.read_metadata(f) for f in files]  # each file's footer, read once
+        rows = sum(footer.num_rows for footer in footers)
+        stamp = extracted_at_in(footers[0]) if footers else None
         at = loaded.get(value)
         if (at is None and rows) or (at is not None and stamp != at) or stamp == stamped:
             stale.append(value)
