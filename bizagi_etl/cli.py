@@ -147,11 +147,12 @@ def streams(streams_file: Path | None) -> None:
 def _where(command: Any) -> Any:
     """The options that say where a run lands (extract and sync share them)."""
     options = (
-        click.option("--lake", type=click.Path(file_okay=False, path_type=Path), default=None,
-                     help="Lake folder [env BIZAGI_LAKE; default bizagi-data/lake]."),
-        click.option("--warehouse", type=click.Path(dir_okay=False, path_type=Path),
-                     default=None,
-                     help="DuckDB file [env BIZAGI_WAREHOUSE; default bizagi-data/...duckdb]"),
+        click.option("--lake", default=None,
+                     help="Lake folder or s3://bucket/prefix [env BIZAGI_LAKE; default "
+                          "bizagi-data/lake]."),
+        click.option("--warehouse", default=None,
+                     help="DuckDB file, or ducklake:postgres:<libpq string> / ducklake:<file> "
+                          "[env BIZAGI_WAREHOUSE; default bizagi-data/warehouse.duckdb]"),
         click.option("--no-load", is_flag=True, help="Write the lake only."),
         click.option("--streams-file", type=click.Path(dir_okay=False, path_type=Path),
                      help="Your own streams (TOML) [env BIZAGI_STREAMS_FILE]."),
@@ -168,13 +169,13 @@ def _where(command: Any) -> Any:
 @_where
 @click.option("--duckdb-memory-limit",
               help="DuckDB's memory while loading, beyond which it spills to disk "
-              "[env BIZAGI_DUCKDB_MEMORY_LIMIT; default 64MB].")  # fmt: skip
+              "[env BIZAGI_DUCKDB_MEMORY_LIMIT; default 64MB, 256MB for a DuckLake].")  # fmt: skip
 def extract(
     stream_names: tuple[str, ...],
     start: dt.date | None,
     end: dt.date | None,
-    lake: Path | None,
-    warehouse: Path | None,
+    lake: str | None,
+    warehouse: str | None,
     no_load: bool,
     streams_file: Path | None,
     duckdb_memory_limit: str | None,
@@ -214,8 +215,8 @@ def extract(
 def sync(
     stream_names: tuple[str, ...],
     now_text: str | None,
-    lake: Path | None,
-    warehouse: Path | None,
+    lake: str | None,
+    warehouse: str | None,
     no_load: bool,
     streams_file: Path | None,
 ) -> None:

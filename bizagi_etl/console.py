@@ -6,7 +6,6 @@ import datetime as dt
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from functools import partial
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rich.console import Console
@@ -29,12 +28,12 @@ from bizagi_etl.pipeline import (
     OPEN,
     Catalog,
     ExtractResult,
-    Lake,
     PipelineSettings,
     RunReport,
     SyncReport,
     defer_pandas,
     freeze_imports,
+    open_lake,
     refresh_views,
     resolve_streams,
     run,
@@ -120,7 +119,7 @@ def run_and_report(
     use_system_allocator()
     defer_pandas()
     freeze_imports()
-    lake = Lake(where.lake, lock_timeout=where.lock_timeout)
+    lake = open_lake(where.lake, lock_timeout=where.lock_timeout)
     with stream_progress() as progress:
         report = run(client, catalog, names, lake, partial(_warehouse, where) if load else None,
                      start=start, end=end, progress=progress)  # fmt: skip
@@ -135,14 +134,14 @@ def sync_and_report(
     catalog: Catalog,
     names: Sequence[str],
     where: PipelineSettings,
-    db: Path | None,
+    db: str | None,
     now: dt.datetime,
 ) -> list[SyncReport]:
     """Sync the named daily streams with a progress line each, then print what each did."""
     use_system_allocator()
     defer_pandas()
     freeze_imports()
-    lake = Lake(where.lake, lock_timeout=where.lock_timeout)
+    lake = open_lake(where.lake, lock_timeout=where.lock_timeout)
     warehouse = _warehouse(where) if db else None
     reports = []
     try:
@@ -188,4 +187,4 @@ def _warehouse(where: PipelineSettings) -> Warehouse:
     from bizagi_etl.pipeline.warehouse import Warehouse  # duckdb, only when a load runs
 
     return Warehouse(where.warehouse, memory_limit=where.duckdb_memory_limit,
-                     lock_timeout=where.lock_timeout)  # fmt: skip
+                     data=where.warehouse_data, lock_timeout=where.lock_timeout)  # fmt: skip

@@ -54,7 +54,7 @@ def demo(folder: Path, cases: int, seed: int) -> None:
         )
         with BizagiClient(settings) as client:
             names = ["processes", "stakeholders", "entities", "entity_values", "cases", "inbox"]
-            where = PipelineSettings(lake=lake_root, warehouse=db)
+            where = PipelineSettings(lake=str(lake_root), warehouse=str(db))
             run_and_report(client, Catalog.load(), names, where, True, config.start, config.end)
     with Warehouse(db) as warehouse:
         out.print(f"\nLanded in {time.perf_counter() - began:.1f} s. Tables in {db}:")

@@ -24,6 +24,7 @@ from bizagi_etl.pipeline import DAILY, SCHEMA, Catalog, PipelineSettings, Stream
 __all__ = [
     "ANALYTICS",
     "DAILY_PARTITIONS",
+    "DUCKDB_POOL",
     "FRESHNESS",
     "LAKE",
     "OWNERS",
@@ -39,10 +40,14 @@ __all__ = [
     "streams",
     "sync_instant",
     "view_args",
+    "warehouse_pool",
 ]
 
 LAKE, WAREHOUSE, ANALYTICS = "lake", "warehouse", "analytics"
 OWNERS = ["team:data-platform"]
+# The pool of every step that writes or reads a DuckDB file warehouse (limit 1 in the instance:
+# a DuckDB file takes one writer). A DuckLake takes many writers and needs none.
+DUCKDB_POOL = "duckdb"
 # A run over a range of partitions carries these tags (dagster does not export the names).
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
@@ -87,6 +92,22 @@ def is_daily(stream: Stream) -> bool:
     return stream.partitioning == DAILY
 
 
+def warehouse_pool() -> str | None:
+    """The Dagster pool of steps that open the warehouse: ``duckdb`` for a DuckDB file (one
+    writer at a time), none for a DuckLake (``BIZAGI_WAREHOUSE=ducklake:...``), whose writers
+    commit concurrently."""
+    return None if PipelineSettings.from_env().shared_warehouse else DUCKDB_POOL
+
+
+def _backfill_policy() -> dg.BackfillPolicy:
+    """One run for the whole backfill (a DuckDB file), or runs of at most ``run_days`` days
+    each that execute side by side (a DuckLake; ``BIZAGI_BACKFILL_RUN_DAYS``)."""
+    days = PipelineSettings.from_env().run_days
+    if days is None:
+        return dg.BackfillPolicy.single_run()
+    return dg.BackfillPolicy.multi_run(max_partitions_per_run=days)
+
+
 def asset_key(stream: Stream | str, layer: str) -> dg.AssetKey:
     name = stream if isinstance(stream, str) else stream.name
     return dg.AssetKey(["bizagi", layer, name])
@@ -111,7 +132,7 @@ def asset_args(stream: Stream, layer: str) -> dict[str, Any]:
         "description": markdown(f"{stream.description}. {what}"),
         "tags": {"bizagi/stream": stream.name},
         "partitions_def": DAILY_PARTITIONS if daily else None,
-        "backfill_policy": dg.BackfillPolicy.single_run() if daily else None,
+        "backfill_policy": _backfill_policy() if daily else None,
     }
 
 

@@ -22,6 +22,7 @@ import httpx
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+from services import S3, Postgres, moto_s3, postgres
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -254,3 +255,39 @@ async def presented_credentials(request: Request) -> tuple[str, str, str]:
     else:
         secret = parse_qs(form).get("client_secret", [""])[0]
     return form, auth, secret
+
+
+# -- real servers for the scale-out backends, started once per session -------------------------
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[Postgres]:
+    with postgres() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3]:
+    with moto_s3() as server:
+        yield server
+
+
+@pytest.fixture
+def s3(s3_server: S3, monkeypatch: pytest.MonkeyPatch) -> S3:
+    """moto's S3 with the standard variables set, as a user's environment would have them."""
+    for name, value in s3_server.env.items():
+        monkeypatch.setenv(name, value)
+    return s3_server
+
+
+@pytest.fixture
+def s3_lake_uri(s3: S3) -> str:
+    return f"s3://{s3.create_bucket('lake')}/lake"
+
+
+@pytest.fixture
+def ducklake(pg_server: Postgres, s3: S3) -> tuple[str, str]:
+    """(BIZAGI_WAREHOUSE, BIZAGI_WAREHOUSE_DATA) of a new DuckLake: catalog in PostgreSQL,
+    data files on S3."""
+    catalog = pg_server.dsn(pg_server.create_database("lake"))
+    return f"ducklake:postgres:{catalog}", f"s3://{s3.create_bucket('warehouse')}/data/"

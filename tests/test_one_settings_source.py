@@ -53,6 +53,8 @@ def every_setting(tmp_path: Path) -> dict[str, str]:
         "BIZAGI_STREAMS_FILE": str(tmp_path / "streams.toml"),
         "BIZAGI_START_DATE": "2025-02-03",
         "BIZAGI_LOCK_TIMEOUT": "45",
+        "BIZAGI_WAREHOUSE_DATA": "s3://my-bucket/data/",
+        "BIZAGI_BACKFILL_RUN_DAYS": "7",
     }
     assert set(env) == set(ENV_VARS.values()) | set(PIPELINE_ENV_VARS.values())
     return env
@@ -73,11 +75,13 @@ def test_the_dagster_resources_read_every_setting_as_the_cli_does(tmp_path, monk
 
     where = PipelineSettings.from_env(env)
     lakehouse = lakehouse_from_env(env)
-    assert Path(lakehouse.lake_root) == where.lake == tmp_path / "my-lake"
-    assert Path(lakehouse.warehouse_path) == where.warehouse == tmp_path / "my.duckdb"
+    assert Path(lakehouse.lake_root) == Path(where.lake) == tmp_path / "my-lake"
+    assert Path(lakehouse.warehouse_path) == Path(where.warehouse) == tmp_path / "my.duckdb"
     assert lakehouse.duckdb_memory_limit == where.duckdb_memory_limit == "64MB"
     assert where.start_date == dt.date(2025, 2, 3)
     assert lakehouse.lock_timeout == where.lock_timeout == 45
+    assert lakehouse.warehouse_data == where.warehouse_data == "s3://my-bucket/data/"
+    assert where.run_days == 7
 
 
 def test_unset_settings_take_the_librarys_defaults_in_both():
@@ -88,7 +92,7 @@ def test_unset_settings_take_the_librarys_defaults_in_both():
             continue
         assert getattr(built, name) == default, name
     lakehouse = lakehouse_from_env({})
-    assert Path(lakehouse.lake_root) == PipelineSettings().lake
+    assert Path(lakehouse.lake_root) == Path(PipelineSettings().lake)
     assert lakehouse.duckdb_memory_limit == PipelineSettings().duckdb_memory_limit
 
 

@@ -14,20 +14,34 @@ from bizagi_etl.connector.errors import (
     StorageError,
     WarehouseError,
 )
-from bizagi_etl.pipeline.lake import Lake
+from bizagi_etl.pipeline.lake import Lake, open_lake
 from bizagi_etl.pipeline.warehouse import Warehouse
 
 AT = dt.datetime(2026, 11, 2, tzinfo=dt.UTC)
 
 
-@pytest.fixture
-def lake(tmp_path):
-    return Lake(tmp_path / "lake")
+@pytest.fixture(params=["folder+duckdb", "s3+ducklake"])
+def backend(request):
+    return request.param
 
 
 @pytest.fixture
-def warehouse(tmp_path):
-    with Warehouse(tmp_path / "w.duckdb") as w:
+def lake(tmp_path, backend, request):
+    """The lake in a folder, or on S3 (moto) beside a DuckLake."""
+    if backend == "folder+duckdb":
+        return Lake(tmp_path / "lake")
+    return open_lake(request.getfixturevalue("s3_lake_uri"))
+
+
+@pytest.fixture
+def warehouse(tmp_path, backend, request):
+    """A DuckDB file, or a DuckLake with its catalog in PostgreSQL and its data on S3."""
+    if backend == "folder+duckdb":
+        with Warehouse(tmp_path / "w.duckdb") as w:
+            yield w
+        return
+    catalog, data = request.getfixturevalue("ducklake")
+    with Warehouse(catalog, data=data) as w:
         yield w
 
 
@@ -159,14 +173,14 @@ def test_a_load_larger_than_the_memory_limit_lands_every_row(tmp_path, lake):
 def test_a_load_the_memory_limit_cannot_hold_fails_clearly_and_keeps_what_landed(tmp_path, lake):
     big = pa.table({"id": pa.array(range(2_000_000), pa.int64()),
                     "text": pa.array([f"row {i:07d}" for i in range(2_000_000)])})  # fmt: skip
-    with Warehouse(tmp_path / "w.duckdb", memory_limit="16MB") as w:
+    with Warehouse(tmp_path / "w.duckdb", memory_limit="4MB") as w:  # DuckDB 1.5 fits 16MB
         assert _put(lake, w, "2025-01-01", pa.table({"id": [1], "text": ["kept"]})) == 1
         old = lake.write_partition("t", "day", "2025-01-01", [big], big.schema, key=[],
                                    extracted_at=AT)  # fmt: skip
         new = lake.write_partition("t", "day", "2025-01-02", [big], big.schema, key=[],
                                    extracted_at=AT)  # fmt: skip
         both = [("2025-01-01", old.files), ("2025-01-02", new.files)]
-        with pytest.raises(WarehouseError, match=r"2 partitions of t .*memory limit \(16MB"):
+        with pytest.raises(WarehouseError, match=r"2 partitions of t .*memory limit \(4MB"):
             w.load_partitions("t", both, AT)
         kept = w.query("SELECT _partition, id, text FROM bizagi.t")
     assert kept == [("2025-01-01", 1, "kept")]

@@ -18,7 +18,13 @@ _EXPORTS = {
         "combine", "defer_pandas", "empty_table", "freeze_imports", "to_table",
         "use_system_allocator",
     ),
-    "bizagi_etl.pipeline.lake": ("Lake", "PartitionWriter", "WrittenPartition", "extracted_at_of"),
+    "bizagi_etl.pipeline.lake": (
+        "Lake",
+        "PartitionWriter",
+        "WrittenPartition",
+        "extracted_at_of",
+        "open_lake",
+    ),
     "bizagi_etl.pipeline.warehouse": ("SCHEMA", "VIEWS", "Warehouse"),
     "bizagi_etl.pipeline.extract": (
         "ExtractResult", "Progress", "chunk_days_for", "count_at_source", "count_window",
@@ -68,7 +74,13 @@ if TYPE_CHECKING:
         to_table,
         use_system_allocator,
     )
-    from bizagi_etl.pipeline.lake import Lake, PartitionWriter, WrittenPartition, extracted_at_of
+    from bizagi_etl.pipeline.lake import (
+        Lake,
+        PartitionWriter,
+        WrittenPartition,
+        extracted_at_of,
+        open_lake,
+    )
     from bizagi_etl.pipeline.runner import RunReport, refresh_views, run
     from bizagi_etl.pipeline.schema import Col, check_identifier, safe_name, unique_names
     from bizagi_etl.pipeline.settings import (

@@ -18,7 +18,6 @@ from typing import Any
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from bizagi_etl.connector import BizagiClient, SchemaError, iter_pages, odata
 from bizagi_etl.pipeline.extract import (
@@ -216,7 +215,7 @@ def _child(stream: Stream, table: str) -> Child:
 
 
 def _partitions(lake: Lake, table: str) -> list[tuple[str, str]]:
-    partitions = lake.partitions(table) if lake.table_dir(table).is_dir() else []
+    partitions = lake.partitions(table) if lake.has_table(table) else []
     if not partitions:
         raise SchemaError(
             f"table {table!r} is not in the lake at {lake.root}; tables there: "
@@ -227,7 +226,7 @@ def _partitions(lake: Lake, table: str) -> list[tuple[str, str]]:
 
 def _read(lake: Lake, table: str, partitions: list[tuple[str, str]]) -> pd.DataFrame:
     files = [f for column, value in partitions for f in lake.files(table, column, value)]
-    return to_frame(combine([pq.read_table(f) for f in files], None, table))
+    return to_frame(combine([lake.read_file(f) for f in files], None, table))
 
 
 def _span(partitions: list[tuple[str, str]]) -> str:

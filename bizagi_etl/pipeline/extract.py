@@ -273,7 +273,7 @@ def load_result(
     warehouse: Warehouse, result: ExtractResult, extracted_at: dt.datetime
 ) -> dict[str, int]:
     """Load every partition an extraction wrote, one transaction per table; rows per table."""
-    by_table: dict[str, list[tuple[str, tuple[Path, ...]]]] = defaultdict(list)
+    by_table: dict[str, list[tuple[str, tuple[Path | str, ...]]]] = defaultdict(list)
     for p in result.partitions:
         by_table[p.table].append((p.value, p.files))
     return {t: warehouse.load_partitions(t, parts, extracted_at) for t, parts in by_table.items()}

@@ -48,6 +48,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -61,6 +62,9 @@ from bizagi_etl.pipeline.settings import DEFAULT_LOCK_TIMEOUT
 
 if sys.platform != "win32":
     import fcntl
+
+if TYPE_CHECKING:
+    import pyarrow.dataset as ds
 
 log = logging.getLogger(__name__)
 
@@ -82,8 +86,8 @@ class WrittenPartition:
     table: str
     column: str  # day or snapshot
     value: str  # YYYY-MM-DD
-    path: Path
-    files: tuple[Path, ...]
+    path: Path | str  # a folder, or an object store's URI (s3://...)
+    files: tuple[Path | str, ...]
     rows: int
 
 
@@ -235,12 +239,16 @@ class Lake:
             log.warning("lake: %s: removed %d leftovers of killed runs, restored %d partitions",
                         table, len(stale), restored)  # fmt: skip
 
-    def _errors(self, what: str, where: Path, after: str = "") -> AbstractContextManager[None]:
+    def _errors(
+        self, what: str, where: Path | str, after: str = ""
+    ) -> AbstractContextManager[None]:
         return _errors(self.root, what, where, after)
 
     # -- reading -------------------------------------------------------------------------------
 
-    def files(self, table: str, column: str | None = None, value: str | None = None) -> list[Path]:
+    def files(
+        self, table: str, column: str | None = None, value: str | None = None
+    ) -> Sequence[Path | str]:
         """Parquet files of a table, or of one partition; readers never see staging files.
 
         A partition a two-rename swap (no ``RENAME_EXCHANGE``) has put aside and not yet
@@ -265,19 +273,17 @@ class Lake:
         Files written at different times may differ in columns: their schemas are unified, and
         a column a file lacks reads as null. ``columns`` not in any file are left out.
         """
-        import pyarrow.dataset as ds  # imports pandas: only sync and small reads need it
-
-        files = [str(f) for f in self._files_of(table, values)]
+        files = self._files_of(table, values)
         if not files:
             return pa.table({"_value": pa.array([], pa.string())})
-        fragments = ds.dataset(files, format="parquet").get_fragments()
+        fragments = self._dataset(files).get_fragments()
         schemas = [f.physical_schema for f in fragments]
         if columns is not None:  # only what is read must agree
             schemas = [pa.schema([s.field(c) for c in columns if c in s.names]) for s in schemas]
         schema = _unified(schemas)
         names = [c for c in (columns or schema.names) if c in schema.names]
         with self._errors(f"reading {table}", self.table_dir(table)):
-            data = ds.dataset(files, format="parquet", schema=schema).to_table(
+            data = self._dataset(files, schema).to_table(
                 columns=[*names, "__filename"], filter=where
             )
         paths = data.column("__filename").dictionary_encode().combine_chunks()
@@ -286,7 +292,7 @@ class Lake:
             "_value", of_path.take(paths.indices)
         )
 
-    def _files_of(self, table: str, values: Sequence[str] | None) -> list[Path]:
+    def _files_of(self, table: str, values: Sequence[str] | None) -> Sequence[Path | str]:
         """Every file of a table, or of the partitions ``values``: a few are listed each on
         its own, many by one listing of the table (a listing costs what the table holds)."""
         if values is not None and len(values) <= _FEW:
@@ -325,9 +331,27 @@ class Lake:
                     present.add(name)
         return dirs
 
+    def has_table(self, table: str) -> bool:
+        return self.table_dir(table).is_dir()
+
+    def footer(self, file: Path | str) -> pq.FileMetaData:
+        """A part file's footer: its rows, schema and extraction instant, without its data."""
+        return pq.read_metadata(file)
+
+    def read_file(self, file: Path | str) -> pa.Table:
+        return pq.read_table(file)
+
+    def extracted_at(self, file: Path | str) -> dt.datetime | None:
+        return extracted_at_in(self.footer(file))
+
+    def _dataset(self, files: Sequence[Path | str], schema: pa.Schema | None = None) -> ds.Dataset:
+        import pyarrow.dataset as ds  # imports pandas: only sync and small reads need it
+
+        return ds.dataset([str(f) for f in files], format="parquet", schema=schema)
+
     def rows(self, table: str) -> int:
         """Rows in every partition of a table, from the Parquet footers (no data is read)."""
-        return sum(pq.read_metadata(f).num_rows for f in self.files(table))
+        return sum(self.footer(f).num_rows for f in self.files(table))
 
     def read(self, table: str) -> pa.Table:
         """Every partition of a table, as one table (tests and small tables)."""
@@ -390,11 +414,11 @@ class PartitionWriter:
             return
         data = pa.concat_tables(self.pending)
         data = data.replace_schema_metadata({**(data.schema.metadata or {}), **self.metadata})
-        path = self.staging / f"part-{len(self.names):05d}.parquet"
+        path = self._part_path(len(self.names))
         try:
             with self._errors("writing", path):
                 if self.part is None:
-                    self.part = pq.ParquetWriter(path, data.schema, compression="zstd")
+                    self.part = self._open(path, data.schema)
                 self.part.write_table(data, row_group_size=ROW_GROUP)
         except BaseException:
             self.abort()  # a full disk gets its space back at once
@@ -406,7 +430,7 @@ class PartitionWriter:
         self._write_group()
         if self.part is None:
             return
-        path = self.staging / f"part-{len(self.names):05d}.parquet"
+        path = self._part_path(len(self.names))
         try:
             with self._errors("writing", path):
                 self.part.close()
@@ -414,9 +438,15 @@ class PartitionWriter:
             self.abort()
             raise
         self.part = None
-        self.names.append(path.name)
+        self.names.append(path.rsplit("/", 1)[-1] if isinstance(path, str) else path.name)
         self.rows += self.part_rows
         self.part_rows = 0
+
+    def _part_path(self, index: int) -> Path | str:
+        return self.staging / f"part-{index:05d}.parquet"
+
+    def _open(self, path: Path | str, schema: pa.Schema) -> pq.ParquetWriter:
+        return pq.ParquetWriter(path, schema, compression="zstd")
 
     def _flush(self) -> None:
         """Write everything pending; an empty partition gets a typed empty file."""
@@ -460,7 +490,7 @@ class PartitionWriter:
         _remove(self.staging)
         self.release()
 
-    def _errors(self, what: str, where: Path) -> AbstractContextManager[None]:
+    def _errors(self, what: str, where: Path | str) -> AbstractContextManager[None]:
         after = "the new version was dropped and the partition keeps its previous one"
         return _errors(self.lake.root, f"{what} partition {self.table}/{self.target.name}",
                        where, after)  # fmt: skip
@@ -629,7 +659,7 @@ _SHARED = 0 if sys.platform == "win32" else fcntl.LOCK_SH
 
 
 @contextmanager
-def _errors(root: Path, what: str, where: Path, after: str = "") -> Iterator[None]:
+def _errors(root: Path | str, what: str, where: Path | str, after: str = "") -> Iterator[None]:
     """OSErrors of the file system as a StorageError saying what, where and what to do."""
     try:
         yield
@@ -683,7 +713,7 @@ _REASONS = {
 
 
 def storage_error(
-    subject: str, variable: str, what: str, where: Path, exc: OSError, after: str = ""
+    subject: str, variable: str, what: str, where: Path | str, exc: OSError, after: str = ""
 ) -> StorageError:
     """``{subject}: {what} failed at {where}: {reason} ({error}); {after}; {what to do}``."""
     reason, todo = _REASONS.get(exc.errno or 0, (exc.strerror or "", "rerun once fixed"))
@@ -734,10 +764,20 @@ def _unified(schemas: Sequence[pa.Schema]) -> pa.Schema:
     return pa.schema(fields)
 
 
-def _value_of(file: Path) -> str:
+def _value_of(file: Path | str) -> str:
     """The partition value of a part file: its folder is ``{column}={value}`` (plus a staging
     suffix while a two-rename swap has put it aside)."""
-    return file.parent.name.split(".", 1)[0].split("=", 1)[1]
+    return Path(file).parent.name.split(".", 1)[0].split("=", 1)[1]
+
+
+def open_lake(location: str | Path, *, lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> Lake:
+    """The lake at a folder, or on object storage for a URI (``s3://bucket/prefix``...)."""
+    text = str(location)
+    if "://" in text and not text.startswith("file://"):
+        from bizagi_etl.pipeline.object_lake import ObjectLake  # pyarrow's file systems
+
+        return ObjectLake(text, lock_timeout=lock_timeout)
+    return Lake(Path(text.removeprefix("file://")), lock_timeout=lock_timeout)
 
 
 def extracted_at_of(path: Path) -> dt.datetime | None:

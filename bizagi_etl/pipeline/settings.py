@@ -20,6 +20,11 @@ from bizagi_etl.connector import SettingsError, env_values
 # and their 6.7M parameters peaked at 281 MB with 128MB and 229 MB with 64MB, in 3.5 s both
 # (32MB: 200 MB, 4.3 s). BIZAGI_DUCKDB_MEMORY_LIMIT changes it.
 DEFAULT_MEMORY_LIMIT = "64MB"
+# A DuckLake's tables are Parquet files read from object storage, so a query's sort or window
+# holds what a DuckDB file would page from its own blocks: latest_entity_product (100k rows,
+# a window and ORDER BY ALL) failed at 64MB and ran at 128MB. A DuckLake is for machines that
+# outgrew a laptop, so its default is larger.
+DUCKLAKE_MEMORY_LIMIT = "256MB"
 # Seconds a run waits for what another run holds (a lake table being swept, the warehouse file,
 # an analyst's DuckDB session on it) before giving up with a LockError naming the holder.
 DEFAULT_LOCK_TIMEOUT = 300.0
@@ -32,19 +37,31 @@ PIPELINE_ENV_VARS = {
     "streams_file": "BIZAGI_STREAMS_FILE",
     "start_date": "BIZAGI_START_DATE",
     "lock_timeout": "BIZAGI_LOCK_TIMEOUT",
+    "warehouse_data": "BIZAGI_WAREHOUSE_DATA",
+    "backfill_run_days": "BIZAGI_BACKFILL_RUN_DAYS",
 }
+DUCKLAKE = "ducklake:"  # the prefix of a warehouse location that is a DuckLake
+# Days a Dagster backfill run covers when the warehouse takes many writers (a DuckLake): a
+# month's runs land side by side; a DuckDB file takes one writer, so its backfill is one run.
+SHARED_BACKFILL_RUN_DAYS = 31
 
 
 @dataclass(frozen=True, slots=True)
 class PipelineSettings:
-    lake: Path = Path("bizagi-data/lake")  # the Parquet lake's folder
-    warehouse: Path = Path("bizagi-data/warehouse.duckdb")  # the DuckDB file
-    duckdb_memory_limit: str = (
-        DEFAULT_MEMORY_LIMIT  # DuckDB's memory while loading; beyond it, it spills
-    )
+    # The Parquet lake: a folder, or object storage (s3://bucket/prefix, gs://..., abfs://...)
+    lake: str = "bizagi-data/lake"
+    # A DuckDB file, or a DuckLake: ducklake:postgres:<libpq connection string>, ducklake:<file>
+    warehouse: str = "bizagi-data/warehouse.duckdb"
+    # DuckDB's memory while loading; beyond it, it spills (default: 64MB for a DuckDB file,
+    # 256MB for a DuckLake)
+    duckdb_memory_limit: str | None = None
     streams_file: Path | None = None  # the user's own streams (TOML)
     start_date: dt.date = dt.date(2024, 1, 1)  # first day of the daily partitions (UTC)
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT  # seconds to wait for another run's lock
+    # A DuckLake's data files: s3://bucket/prefix/ or a folder (default: next to a file catalog)
+    warehouse_data: str | None = None
+    # Days per run of a Dagster backfill (default: one run for a DuckDB file, 31 for a DuckLake)
+    backfill_run_days: int | None = None
 
     def __post_init__(self) -> None:
         if not self.lock_timeout >= 0:  # also refuses NaN
@@ -52,6 +69,23 @@ class PipelineSettings:
                 f"setting 'lock_timeout' (BIZAGI_LOCK_TIMEOUT): expected seconds >= 0, "
                 f"got {self.lock_timeout!r}"
             )
+        if self.backfill_run_days is not None and self.backfill_run_days < 1:
+            raise SettingsError(
+                f"setting 'backfill_run_days' (BIZAGI_BACKFILL_RUN_DAYS): expected a whole "
+                f"number of days >= 1, got {self.backfill_run_days!r}"
+            )
+
+    @property
+    def shared_warehouse(self) -> bool:
+        """The warehouse takes many writers at once (a DuckLake), not one (a DuckDB file)."""
+        return self.warehouse.startswith(DUCKLAKE)
+
+    @property
+    def run_days(self) -> int | None:
+        """Days per Dagster backfill run; None: the whole backfill is one run."""
+        if self.backfill_run_days is not None:
+            return self.backfill_run_days
+        return SHARED_BACKFILL_RUN_DAYS if self.shared_warehouse else None
 
     @classmethod
     def from_env(

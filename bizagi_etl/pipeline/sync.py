@@ -36,7 +36,6 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from bizagi_etl.connector import (
     AUTO_PAGE_SIZE,
@@ -60,7 +59,7 @@ from bizagi_etl.pipeline.extract import (
     utc_instant,
 )
 from bizagi_etl.pipeline.frames import combine, empty_table
-from bizagi_etl.pipeline.lake import Lake, extracted_at_in, extracted_at_of
+from bizagi_etl.pipeline.lake import Lake, extracted_at_in
 from bizagi_etl.pipeline.schema import Col
 from bizagi_etl.pipeline.streams import DAILY, Stream
 
@@ -300,7 +299,7 @@ def _scan(
 def _last_sync(lake: Lake, stream: Stream, day: dt.date) -> dt.datetime:
     """When the last sync ran: the extraction instant of the newest landed day."""
     files = lake.files(stream.name, "day", day.isoformat())
-    found = extracted_at_of(files[0]) if files else None
+    found = lake.extracted_at(files[0]) if files else None
     return found or dt.datetime.combine(day, dt.time(), dt.UTC)
 
 
@@ -384,7 +383,7 @@ def landed_days(
     """What the lake holds of each day of a daily stream (or of the days in ``only``): rows
     per query path and open cases, from one read of three columns of every day."""
     table = stream.name
-    if not lake.table_dir(table).is_dir():
+    if not lake.has_table(table):
         return {}
     values = only if only is not None else [v for c, v in lake.partitions(table) if c == "day"]
     out = {dt.date.fromisoformat(v): Landed() for v in values}
@@ -413,13 +412,13 @@ def stale_partitions(
     With ``stamped``, also every partition extracted at that instant: a sync run executed again
     stamps what it rewrites with the same instant as the first attempt, which the warehouse
     may already hold from that attempt's rows."""
-    if not lake.table_dir(table).is_dir():
+    if not lake.has_table(table):
         return []
     loaded = warehouse.partition_stamps(table)
     stale = []
     for column, value in lake.partitions(table):
         files = lake.files(table, column, value)
-        footers = [pq.read_metadata(f) for f in files]  # each file's footer, read once
+        footers = [lake.footer(f) for f in files]  # each file's footer, read once
         rows = sum(footer.num_rows for footer in footers)
         stamp = extracted_at_in(footers[0]) if footers else None
         at = loaded.get(value)
@@ -465,9 +464,8 @@ def _record_deleted(
 ) -> ExtractResult:
     """Append what vanished to today's partition of ``table`` (earlier syncs of the day kept)."""
     value = now.date().isoformat()
-    earlier = [pq.read_table(f) for f in lake.files(table, "day", value)] if lake.table_dir(
-        table
-    ).is_dir() else []  # fmt: skip
+    earlier = [lake.read_file(f) for f in lake.files(table, "day", value)] if lake.has_table(
+        table) else []  # fmt: skip
     rows = pa.Table.from_pylist(gone, schema=DELETED_COLUMNS)
     written = lake.write_partition(table, "day", value, [*earlier, rows], DELETED_COLUMNS,
                                    key=("case_id",), extracted_at=now)  # fmt: skip

@@ -25,24 +25,33 @@ import logging
 import os
 import re
 import socket
+import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
 from types import TracebackType
+from typing import TypeVar
 
 import duckdb
 import pyarrow as pa
 
 from bizagi_etl.connector import SchemaError, SettingsError, WarehouseError
 from bizagi_etl.connector.errors import LockError, StorageError
+from bizagi_etl.pipeline import ducklake
 from bizagi_etl.pipeline.lake import check_folder, storage_error
 from bizagi_etl.pipeline.schema import check_identifier
-from bizagi_etl.pipeline.settings import DEFAULT_LOCK_TIMEOUT, DEFAULT_MEMORY_LIMIT
+from bizagi_etl.pipeline.settings import (
+    DEFAULT_LOCK_TIMEOUT,
+    DEFAULT_MEMORY_LIMIT,
+    DUCKLAKE,
+    DUCKLAKE_MEMORY_LIMIT,
+)
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 SCHEMA = "bizagi"
 VIEWS = "analytics"
@@ -98,36 +107,77 @@ def table_ref(table: str) -> str:
 
 
 class Warehouse:
+    """A DuckDB file, or a DuckLake (``ducklake:postgres:<libpq string>``, ``ducklake:<file>``)
+    whose data files go to ``data`` (``s3://bucket/prefix/`` or a folder)."""
+
     def __init__(
         self,
-        path: Path,
+        path: str | Path,
         sql_dir: Path | None = None,
         memory_limit: str | None = None,
         *,
+        data: str | None = None,
         lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
     ) -> None:
-        self.memory_limit = memory_limit or DEFAULT_MEMORY_LIMIT
+        self.location = str(path)
+        self.ducklake = self.location.startswith(DUCKLAKE)
+        self.memory_limit = memory_limit or (
+            DUCKLAKE_MEMORY_LIMIT if self.ducklake else DEFAULT_MEMORY_LIMIT
+        )
         self.lock_timeout = lock_timeout
         self._temp_limit_stale = False  # see _measure_temp_limit
-        self.path = Path(path)
+        self._object_store = False  # DuckDB's S3 secret made (a lake on object storage)
+        self.name = ducklake.shown(self.location)  # what logs and errors show: no password
+        self.path = Path(self.name)  # the DuckDB file
         self.sql_dir: Traversable = sql_dir or resources.files(SQL_PACKAGE)
-        self._prepare_path()
-        self.con = self._connect()
+        if self.ducklake:
+            self.con = self._attach(data)
+        else:
+            self._prepare_path()
+            self.con = self._connect()
         try:
             self.con.execute("SET memory_limit = ?", [self.memory_limit])
         except duckdb.Error as exc:
             self.con.close()
             raise SettingsError(
-                f"warehouse {self.path}: memory limit {self.memory_limit!r} is not a size DuckDB "
+                f"warehouse {self.name}: memory limit {self.memory_limit!r} is not a size DuckDB "
                 f"reads (expected e.g. '128MB' or '2GB'): {exc}"
             ) from None
         try:
+            schemas = f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}; CREATE SCHEMA IF NOT EXISTS {VIEWS}"
             with self._writing("creating its schemas"):
-                self.con.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
-                self.con.execute(f"CREATE SCHEMA IF NOT EXISTS {VIEWS}")
+                self._retry("creating its schemas", lambda: self.con.execute(schemas))
         except BaseException:
             self.con.close()
             raise
+
+    def _attach(self, data: str | None) -> duckdb.DuckDBPyConnection:
+        """An in-memory DuckDB with the DuckLake attached as its default catalog."""
+        con = duckdb.connect()
+        try:
+            spill = Path(tempfile.gettempdir()) / f"bizagi-duckdb-{os.getpid()}"
+            con.execute("SET temp_directory = ?", [str(spill)])  # not a .tmp in the cwd
+            self._retry("attaching the DuckLake",
+                        lambda: ducklake.attach(con, self.location, data))  # fmt: skip
+        except duckdb.Error as exc:
+            con.close()
+            raise WarehouseError(
+                f"warehouse {self.name}: attaching the DuckLake failed: {ducklake.shown(str(exc))}"
+                f"; check BIZAGI_WAREHOUSE (ducklake:postgres:<libpq connection string> or "
+                f"ducklake:<file>; a password goes in PGPASSWORD or ~/.pgpass, not here) and "
+                f"BIZAGI_WAREHOUSE_DATA ({data or 'not set'})"
+            ) from None
+        except BaseException:
+            con.close()
+            raise
+        return con
+
+    def _retry(self, what: str, run: Callable[[], T]) -> T:
+        """A DuckLake commit that conflicts with another writer's is run again; a DuckDB file
+        has one writer, so nothing to retry."""
+        if not self.ducklake:
+            return run()
+        return ducklake.retrying(what, run, timeout=self.lock_timeout, log=log.info)
 
     def _prepare_path(self) -> None:
         """A clear StorageError for a path that cannot be a DuckDB file, before DuckDB tries."""
@@ -170,7 +220,7 @@ class Warehouse:
                 pause = min(pause * 2, 0.5)
 
     def __repr__(self) -> str:
-        return f"Warehouse({str(self.path)!r})"
+        return f"Warehouse({self.name!r})"
 
     def close(self) -> None:
         try:
@@ -193,12 +243,12 @@ class Warehouse:
         try:  # the error that ends the block is the one to report
             self.close()
         except Exception as failed:
-            log.warning("warehouse: closing %s after an error failed too: %s", self.path, failed)
+            log.warning("warehouse: closing %s after an error failed too: %s", self.name, failed)
 
     # -- loading -------------------------------------------------------------------------------
 
     def load_partition(
-        self, table: str, partition: str, files: Sequence[Path], extracted_at: dt.datetime
+        self, table: str, partition: str, files: Sequence[str | Path], extracted_at: dt.datetime
     ) -> int:
         """Replace the rows of one partition with those of its Parquet files."""
         return self.load_partitions(table, [(partition, files)], extracted_at)
@@ -206,19 +256,45 @@ class Warehouse:
     def load_partitions(
         self,
         table: str,
-        partitions: Sequence[tuple[str, Sequence[Path]]],
+        partitions: Sequence[tuple[str, Sequence[str | Path]]],
         extracted_at: dt.datetime,
     ) -> int:
         """Replace the rows of each partition with those of its files, in one transaction.
 
         Returns the rows the partitions hold afterwards.
         """
-        ref = table_ref(table)
         pairs = [(str(f), value) for value, files in partitions for f in files]
         values = sorted({value for value, _ in partitions})
         if not values:
             return 0
         self._measure_temp_limit()
+        if not self._object_store and any(ducklake.is_object_store(f) for f, _ in pairs):
+            ducklake.use_object_store(self.con)  # a lake on object storage
+            self._object_store = True
+        what = f"loading {len(values)} partitions of {table}"
+        try:
+            rows = self._retry(what, lambda: self._replace(table, pairs, values, extracted_at))
+        except duckdb.Error as exc:
+            disk = self._storage_error(what, exc)
+            if disk is not None:
+                self._temp_limit_stale = "max_temp_directory_size" in str(exc)
+                raise disk from None
+            if isinstance(exc, duckdb.OutOfMemoryException):
+                raise WarehouseError(
+                    f"warehouse {self.name}: {what} needs more than the memory limit "
+                    f"({self.memory_limit}; BIZAGI_DUCKDB_MEMORY_LIMIT); nothing of this load "
+                    f"landed: {exc}"
+                ) from None
+            raise
+        log.debug("warehouse: %s <- %d partitions, %d rows", table, len(values), rows)
+        return rows
+
+    def _replace(
+        self, table: str, pairs: list[tuple[str, str]], values: list[str], extracted_at: dt.datetime
+    ) -> int:
+        """Delete the partitions' rows and insert their files' in one transaction; rolled back
+        whole on any failure."""
+        ref = table_ref(table)
         self.con.execute("BEGIN TRANSACTION")
         try:
             self.con.execute(  # one statement: executemany costs 0.1 ms a row, 2,000 days
@@ -228,36 +304,20 @@ class Warehouse:
             )
             self._evolve(table, self._parquet_columns([f for f, _ in pairs]))
             self.con.execute(f"DELETE FROM {ref} WHERE _partition IN (SELECT unnest(?))", [values])
-            self.con.execute(
+            # The partitions' rows afterwards are the rows inserted (all others were deleted).
+            # Counting them again in the transaction needed 128-256MB for 3M rows (DuckDB 1.5).
+            row = self.con.execute(
                 f"INSERT INTO {ref} BY NAME SELECT p.* EXCLUDE (_load_file), f.part AS _partition, "
                 f"?::TIMESTAMPTZ AS _extracted_at "
                 f"FROM read_parquet(?, {_READ_OPTIONS}, filename = '_load_file') p "
                 f"JOIN _load_files f ON p._load_file = f.file",
                 [extracted_at, [f for f, _ in pairs]],
-            )
-            row = self.con.execute(
-                f"SELECT count(*) FROM {ref} WHERE _partition IN (SELECT unnest(?))", [values]
             ).fetchone()
             self.con.execute("COMMIT")
-        except BaseException as exc:
+        except BaseException:
             self._rollback()
-            if not isinstance(exc, duckdb.Error):
-                raise
-            what = f"loading {len(values)} partitions of {table}"
-            disk = self._storage_error(what, exc)
-            if disk is not None:
-                self._temp_limit_stale = "max_temp_directory_size" in str(exc)
-                raise disk from None
-            if isinstance(exc, duckdb.OutOfMemoryException):
-                raise WarehouseError(
-                    f"warehouse {self.path}: {what} needs more than the memory limit "
-                    f"({self.memory_limit}; BIZAGI_DUCKDB_MEMORY_LIMIT); nothing of this load "
-                    f"landed: {exc}"
-                ) from None
             raise
-        rows = int(row[0]) if row else 0
-        log.debug("warehouse: %s <- %d partitions, %d rows", table, len(values), rows)
-        return rows
+        return int(row[0]) if row else 0
 
     def _rollback(self) -> None:
         """Undo a failed load. DuckDB may have ended the transaction already (a COMMIT that
@@ -307,7 +367,7 @@ class Warehouse:
             return None
         landed = "nothing of it landed, and what landed before is intact; " if landing else ""
         return StorageError(
-            f"warehouse {self.path}: {what} failed: {reason}; {landed}{todo} (DuckDB: {message})"
+            f"warehouse {self.name}: {what} failed: {reason}; {landed}{todo} (DuckDB: {message})"
         )
 
     def _parquet_columns(self, sources: list[str]) -> list[tuple[str, str]]:
@@ -343,8 +403,9 @@ class Warehouse:
 
     def columns(self, table: str) -> dict[str, str]:
         rows = self.con.execute(
-            "SELECT column_name, data_type FROM information_schema.columns "
-            "WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
+            "SELECT column_name, data_type FROM information_schema.columns WHERE table_catalog "
+            "= current_database() AND table_schema = ? AND table_name = ? "
+            "ORDER BY ordinal_position",
             [SCHEMA, check_identifier("table", table)],
         ).fetchall()
         return {str(n): str(t) for n, t in rows}
@@ -360,8 +421,9 @@ class Warehouse:
 
     def tables(self) -> list[str]:
         rows = self.con.execute(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = ? "
-            "AND table_type = 'BASE TABLE' ORDER BY table_name",
+            "SELECT table_name FROM information_schema.tables WHERE table_catalog = "
+            "current_database() AND table_schema = ? AND table_type = 'BASE TABLE' "
+            "ORDER BY table_name",
             [SCHEMA],
         ).fetchall()
         return [str(r[0]) for r in rows]
@@ -380,8 +442,9 @@ class Warehouse:
             described = self.con.execute("DESCRIBE SELECT * FROM _declared").fetchall()
         finally:
             self.con.unregister("_declared")
+        columns = [(str(r[0]), str(r[1])) for r in described]
         with self._writing(f"creating table {table}"):
-            self._evolve(table, [(str(r[0]), str(r[1])) for r in described])
+            self._retry(f"creating table {table}", lambda: self._evolve(table, columns))
 
     def apply_sql(self) -> list[str]:
         """Run every ``sql/*.sql`` file in file-name order; returns their names.
@@ -398,8 +461,9 @@ class Warehouse:
                 f"(package {SQL_PACKAGE}); reinstall bizagi-etl"
             )
         for path in files:
+            text = path.read_text(encoding="utf-8")
             with self._writing(f"applying {path.name}"):
-                self.con.execute(path.read_text(encoding="utf-8"))
+                self._retry(f"applying {path.name}", lambda: self.con.execute(text))  # noqa: B023
         return [path.name for path in files]
 
     def create_latest_view(self, table: str, key: Sequence[str]) -> str:
@@ -408,13 +472,14 @@ class Warehouse:
         view = f"{VIEWS}.{quote('latest_' + check_identifier('table', table))}"
         keys = ", ".join(quote(check_identifier("column", k)) for k in key)
         ref = table_ref(table)
+        sql = (
+            f"CREATE OR REPLACE VIEW {view} AS SELECT * EXCLUDE (_rank) FROM ("
+            f"SELECT *, row_number() OVER (PARTITION BY {keys} ORDER BY _extracted_at DESC) "
+            f"AS _rank FROM {ref} WHERE _partition = (SELECT max(_partition) FROM {ref})"
+            f") WHERE _rank = 1"
+        )
         with self._writing(f"creating view {view}"):
-            self.con.execute(
-                f"CREATE OR REPLACE VIEW {view} AS SELECT * EXCLUDE (_rank) FROM ("
-                f"SELECT *, row_number() OVER (PARTITION BY {keys} ORDER BY _extracted_at DESC) "
-                f"AS _rank FROM {ref} WHERE _partition = (SELECT max(_partition) FROM {ref})"
-                f") WHERE _rank = 1"
-            )
+            self._retry(f"creating view {view}", lambda: self.con.execute(sql))
         return f"latest_{table}"
 
     def partition_counts(self, table: str) -> dict[str, int]:

@@ -47,7 +47,6 @@ from bizagi_etl.pipeline import (
     WrittenPartition,
     deleted_table,
     extract_stream,
-    extracted_at_of,
     resolve_streams,
     stale_partitions,
     sync_stream,
@@ -62,6 +61,7 @@ from dagster_project.translator import (
     is_daily,
     streams,
     sync_instant,
+    warehouse_pool,
 )
 
 __all__ = [
@@ -125,7 +125,7 @@ def stream_assets(stream: Stream) -> list[dg.AssetsDefinition]:
         metadata = report.run(start, end) | ({"bizagi/sync": _sync_summary(syncs)} if syncs else {})
         return dg.MaterializeResult(metadata=metadata)
 
-    @dg.asset(**asset_args(stream, WAREHOUSE), pool="duckdb", freshness_policy=FRESHNESS)
+    @dg.asset(**asset_args(stream, WAREHOUSE), pool=warehouse_pool(), freshness_policy=FRESHNESS)
     def load(
         context: dg.AssetExecutionContext, lakehouse: LakehouseResource
     ) -> dg.MaterializeResult:
@@ -139,7 +139,7 @@ def stream_assets(stream: Stream) -> list[dg.AssetsDefinition]:
         outside: dict[str, str] = {}
         with lakehouse.warehouse() as warehouse:
             for table in tables_of(stream, lake, deleted=syncing):
-                parts: list[tuple[str, Sequence[Path]]]
+                parts: list[tuple[str, Sequence[Path | str]]]
                 if syncing:
                     stale = stale_partitions(lake, warehouse, table, stamped=sync_at)
                     parts = [(v, lake.files(table, "day", v)) for v in stale]
@@ -149,7 +149,7 @@ def stream_assets(stream: Stream) -> list[dg.AssetsDefinition]:
                     if not syncing:  # a sync that changed nothing has nothing to load
                         context.log.warning(f"{table}: nothing in the lake to load")
                     continue
-                loaded[table] = _load(warehouse, table, parts)
+                loaded[table] = _load(lake, warehouse, table, parts)
                 if table == stream.name and days:
                     first, end = days[0].isoformat(), days[1].isoformat()
                     outside |= {v: "changed" for v, _ in parts if not first <= v < end}
@@ -168,14 +168,19 @@ def tables_of(stream: Stream, lake: Lake, *, deleted: bool = False) -> list[str]
     the record of what vanished at the source, once a sync has written one."""
     tables = [table for table, _key in stream.tables_among(lake.tables())]
     record = deleted_table(stream.name)
-    return [*tables, record] if deleted and lake.table_dir(record).is_dir() else tables
+    return [*tables, record] if deleted and lake.has_table(record) else tables
 
 
-def _load(warehouse: Warehouse, table: str, parts: Sequence[tuple[str, Sequence[Path]]]) -> int:
+def _load(
+    lake: Lake,
+    warehouse: Warehouse,
+    table: str,
+    parts: Sequence[tuple[str, Sequence[Path | str]]],
+) -> int:
     """Load partitions with the instant each was extracted at (a sync mixes instants)."""
-    by_stamp: dict[dt.datetime, list[tuple[str, Sequence[Path]]]] = defaultdict(list)
+    by_stamp: dict[dt.datetime, list[tuple[str, Sequence[Path | str]]]] = defaultdict(list)
     for value, files in parts:
-        by_stamp[extracted_at_of(files[0]) or dt.datetime.now(dt.UTC)].append((value, files))
+        by_stamp[lake.extracted_at(files[0]) or dt.datetime.now(dt.UTC)].append((value, files))
     return sum(warehouse.load_partitions(table, group, at) for at, group in by_stamp.items())
 
 
@@ -213,9 +218,9 @@ def _sync_summary(syncs: list[SyncReport]) -> dict[str, int]:
 
 def partitions_to_load(
     lake: Lake, table: str, days: tuple[dt.date, dt.date] | None
-) -> list[tuple[str, Sequence[Path]]]:
+) -> list[tuple[str, Sequence[Path | str]]]:
     """Daily: every day of the window present in the lake. Snapshot: the newest snapshot."""
-    present = [v for c, v in lake.partitions(table)] if lake.table_dir(table).exists() else []
+    present = [v for c, v in lake.partitions(table)] if lake.has_table(table) else []
     if days is None:
         chosen = present[-1:]
     else:

@@ -23,6 +23,7 @@ from dagster_project.translator import (
     is_daily,
     streams,
     sync_instant,
+    warehouse_pool,
 )
 
 __all__ = ["checks", "stream_checks"]
@@ -60,7 +61,7 @@ def stream_checks(stream: Stream) -> list[dg.AssetChecksDefinition]:
     asset = asset_key(stream, WAREHOUSE)
     daily = is_daily(stream)
 
-    @dg.asset_check(asset=asset, name="rows_match_api", blocking=True, pool="duckdb",
+    @dg.asset_check(asset=asset, name="rows_match_api", blocking=True, pool=warehouse_pool(),
                     description="Rows in the warehouse equal the API's reported total")  # fmt: skip
     def rows_match_api(
         context: dg.AssetCheckExecutionContext,
@@ -97,7 +98,7 @@ def stream_checks(stream: Stream) -> list[dg.AssetChecksDefinition]:
             metadata={"warehouse_rows": landed, "api_total": expected, "tables": detail},
         )
 
-    @dg.asset_check(asset=asset, name="key_unique_not_null", pool="duckdb",
+    @dg.asset_check(asset=asset, name="key_unique_not_null", pool=warehouse_pool(),
                     description="Keys are unique and never null")  # fmt: skip
     def key_unique_not_null(
         context: dg.AssetCheckExecutionContext, lakehouse: LakehouseResource
@@ -135,7 +136,7 @@ def stream_checks(stream: Stream) -> list[dg.AssetChecksDefinition]:
         @dg.asset_check(
             asset=asset,
             name="days_not_empty",
-            pool="duckdb",
+            pool=warehouse_pool(),
             description="No empty day where the history says there should be rows",
         )
         def days_not_empty(

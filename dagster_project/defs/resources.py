@@ -19,7 +19,7 @@ import dagster as dg
 from pydantic import Field, PrivateAttr
 
 from bizagi_etl.connector import ENV_VARS, BizagiClient, BizagiSettings, env_values
-from bizagi_etl.pipeline import Lake, PipelineSettings, Warehouse
+from bizagi_etl.pipeline import Lake, PipelineSettings, Warehouse, open_lake
 
 __all__ = [
     "BizagiResource",
@@ -98,13 +98,22 @@ class BizagiResource(dg.ConfigurableResource):
 
 
 class LakehouseResource(dg.ConfigurableResource):
-    """Where extracted data lands: the Parquet lake and the DuckDB file."""
+    """Where extracted data lands: the Parquet lake and the warehouse."""
 
-    lake_root: str = Field(default=str(_PIPELINE["lake"]), description="Lake folder")
-    warehouse_path: str = Field(default=str(_PIPELINE["warehouse"]), description="DuckDB file")
-    duckdb_memory_limit: str = Field(
-        default=_PIPELINE["duckdb_memory_limit"],
-        description="DuckDB's memory while loading (e.g. '128MB', '2GB'); beyond it, it spills",
+    lake_root: str = Field(
+        default=str(_PIPELINE["lake"]), description="Lake folder, or s3://bucket/prefix"
+    )
+    warehouse_path: str = Field(
+        default=str(_PIPELINE["warehouse"]),
+        description="DuckDB file, or ducklake:postgres:<libpq string> / ducklake:<file>",
+    )
+    warehouse_data: str | None = Field(
+        default=None, description="A DuckLake's data files: s3://bucket/prefix/ or a folder"
+    )
+    duckdb_memory_limit: str | None = Field(
+        default=None,
+        description="DuckDB's memory while loading (e.g. '128MB', '2GB'; default 64MB for a "
+        "DuckDB file, 256MB for a DuckLake); beyond it, it spills",
     )
     lock_timeout: float = Field(
         default=_PIPELINE["lock_timeout"],
@@ -112,12 +121,13 @@ class LakehouseResource(dg.ConfigurableResource):
     )
 
     def lake(self) -> Lake:
-        return Lake(Path(self.lake_root), lock_timeout=self.lock_timeout)
+        return open_lake(self.lake_root, lock_timeout=self.lock_timeout)
 
     def warehouse(self) -> Warehouse:
-        """Open the warehouse; callers close it (DuckDB allows one writer: pool "duckdb")."""
-        return Warehouse(Path(self.warehouse_path), memory_limit=self.duckdb_memory_limit,
-                         lock_timeout=self.lock_timeout)  # fmt: skip
+        """Open the warehouse; callers close it (a DuckDB file takes one writer: pool
+        "duckdb"; a DuckLake takes many)."""
+        return Warehouse(self.warehouse_path, memory_limit=self.duckdb_memory_limit,
+                         data=self.warehouse_data, lock_timeout=self.lock_timeout)  # fmt: skip
 
 
 def bizagi_from_env(environ: dict[str, str] | None = None) -> BizagiResource:
@@ -137,8 +147,9 @@ def bizagi_from_env(environ: dict[str, str] | None = None) -> BizagiResource:
 def lakehouse_from_env(environ: dict[str, str] | None = None) -> LakehouseResource:
     settings = PipelineSettings.from_env(environ)
     return LakehouseResource(
-        lake_root=str(settings.lake),
-        warehouse_path=str(settings.warehouse),
+        lake_root=settings.lake,
+        warehouse_path=settings.warehouse,
+        warehouse_data=settings.warehouse_data,
         duckdb_memory_limit=settings.duckdb_memory_limit,
         lock_timeout=settings.lock_timeout,
     )

@@ -16,7 +16,7 @@ from bizagi_etl.pipeline import SNAPSHOT, Stream, Warehouse, refresh_views
 from bizagi_etl.pipeline import VIEWS as ANALYTICS
 from dagster_project.defs.assets import column_schema
 from dagster_project.defs.resources import LakehouseResource
-from dagster_project.translator import streams, view_args
+from dagster_project.translator import streams, view_args, warehouse_pool
 
 __all__ = ["LATEST", "VIEWS", "view_specs", "views"]
 
@@ -87,7 +87,9 @@ def view_metadata(warehouse: Warehouse, view: str) -> dict[str, Any]:
 
 
 def bizagi_views() -> dg.AssetsDefinition:
-    @dg.multi_asset(specs=view_specs(), pool="duckdb", can_subset=False, name="bizagi_views")
+    @dg.multi_asset(
+        specs=view_specs(), pool=warehouse_pool(), can_subset=False, name="bizagi_views"
+    )
     def apply_views(
         context: dg.AssetExecutionContext, lakehouse: LakehouseResource
     ) -> Iterator[dg.MaterializeResult]:

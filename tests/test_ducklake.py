@@ -1,0 +1,268 @@
+"""The DuckLake warehouse on real servers the tests start: a catalog in PostgreSQL 15, data files
+and the lake on moto's S3.
+
+- Four processes land four months at once, then a process that knows only the catalog, the
+  bucket and the credentials reads exactly the emulator's truth with the README's SQL.
+- A commit that conflicts with another writer's is retried and lands.
+- kill -9 of a writer mid-commit leaves the catalog consistent, and a rerun lands exactly.
+- A whole CLI run (every stream, the sql/ views) lands the same as into a DuckDB file.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import pyarrow as pa
+import pytest
+from conftest import landed_cases, settings_for, truth_at
+
+from bizagi_etl.connector import BizagiClient, WarehouseError
+from bizagi_etl.emulator import EmulatorConfig, EmulatorServer
+from bizagi_etl.pipeline import Catalog, sync_stream
+from bizagi_etl.pipeline.lake import open_lake
+from bizagi_etl.pipeline.warehouse import Warehouse
+
+AT = dt.datetime(2026, 11, 2, tzinfo=dt.UTC)
+MONTHS = [("2025-03-01", "2025-04-01"), ("2025-04-01", "2025-05-01"),
+          ("2025-05-01", "2025-06-01"), ("2025-06-01", "2025-07-01")]  # fmt: skip
+CLI = [sys.executable, "-m", "bizagi_etl.cli"]
+
+
+def _env(server, lake: str, warehouse: str, data: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BIZAGI_")}
+    return env | {
+        "BIZAGI_BASE_URL": server.base_url,
+        "BIZAGI_CLIENT_ID": server.client_id,
+        "BIZAGI_CLIENT_SECRET": server.client_secret,
+        "BIZAGI_PAGE_SIZE": "1000",
+        "BIZAGI_LAKE": lake,
+        "BIZAGI_WAREHOUSE": warehouse,
+        "BIZAGI_WAREHOUSE_DATA": data,
+    }
+
+
+# What a reader on another machine runs: the README's SQL, with only the catalog, the bucket's
+# credentials (from the environment) and the extension wheels.
+_READER = """
+import json, os, sys
+import duckdb
+from duckdb_extensions import import_extension
+con = duckdb.connect()
+for name in ("httpfs", "aws", "postgres", "ducklake"):
+    import_extension(name, con=con)
+endpoint = os.environ["AWS_ENDPOINT_URL"].removeprefix("http://")
+con.execute(f'''CREATE SECRET (TYPE s3, PROVIDER credential_chain, ENDPOINT '{endpoint}',
+                URL_STYLE 'path', USE_SSL false, REGION 'us-east-1')''')
+con.execute(f"ATTACH '{sys.argv[1]}' AS bizagi_warehouse (READ_ONLY)")
+cases = con.execute("SELECT id, closed, solution_date::VARCHAR "
+                    "FROM bizagi_warehouse.bizagi.cases").fetchall()
+params = con.execute("SELECT case_id, xpath, value, value_type "
+                     "FROM bizagi_warehouse.bizagi.case_parameters").fetchall()
+days = con.execute("SELECT count(*) FROM bizagi_warehouse.analytics.cases_per_process_day"
+                   ).fetchone()[0]
+print(json.dumps({"cases": cases, "params": params, "view_rows": days}, default=str))
+"""
+
+
+def test_four_processes_land_four_months_at_once_and_a_reader_sees_the_truth(
+    small_server, s3_lake_uri, ducklake, tmp_path
+):
+    warehouse, data = ducklake
+    env = _env(small_server, s3_lake_uri, warehouse, data)
+    writers = [
+        subprocess.Popen(
+            [*CLI, "extract", "cases", "--start", start, "--end", end],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for start, end in MONTHS
+    ]
+    outputs = [w.communicate(timeout=240)[0] for w in writers]
+    for writer, output in zip(writers, outputs, strict=True):
+        assert writer.returncode == 0, output[-3000:]
+
+    reader = subprocess.run([sys.executable, "-c", textwrap.dedent(_READER), warehouse],
+                            env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert reader.returncode == 0, reader.stderr[-3000:]
+    landed = json.loads(reader.stdout)
+    first = dt.datetime.fromisoformat(MONTHS[0][0]).replace(tzinfo=dt.UTC)
+    last = dt.datetime.fromisoformat(MONTHS[-1][1]).replace(tzinfo=dt.UTC)
+    truth_cases, truth_params = truth_at(small_server, tmp_path / "truth", before=last)
+    early, _ = truth_at(small_server, tmp_path / "early", before=first)
+    wanted = {i: v for i, v in truth_cases.items() if i not in early}
+    cases = [(i, closed, _instant(when)) for i, closed, when in landed["cases"]]
+    got_cases, got_params = landed_cases(cases, [tuple(p) for p in landed["params"]])
+    assert len(landed["cases"]) == len(got_cases), "no case landed twice"
+    assert got_cases == wanted
+    assert got_params == {p for p in truth_params if p[0] in wanted}
+    assert landed["view_rows"] > 0
+
+
+def _instant(text: str | None) -> dt.datetime | None:
+    return None if text is None else dt.datetime.fromisoformat(text).astimezone(dt.UTC)
+
+
+def test_a_commit_that_conflicts_with_another_writers_is_retried(s3_lake_uri, ducklake, caplog):
+    catalog, data = ducklake
+    lake = open_lake(s3_lake_uri)
+    files = {}
+    for day, n in (("2025-01-01", 3), ("2025-01-02", 5)):
+        rows = pa.table({"id": list(range(n))})
+        written = lake.write_partition("t", "day", day, [rows], rows.schema, key=[],
+                                       extracted_at=AT)  # fmt: skip
+        files[day] = written.files
+    with Warehouse(catalog, data=data) as first, Warehouse(catalog, data=data) as second:
+        second.load_partition("t", "2025-01-02", files["2025-01-02"], AT)  # the table exists
+        commits = []
+        real = first.con
+
+        class CommitsAfterTheOther:
+            """The first writer's connection: before its first COMMIT, the second writer
+            loads the same table and commits."""
+
+            def execute(self, sql, *args):
+                if sql == "COMMIT":
+                    commits.append(sql)
+                    if len(commits) == 1:
+                        worker = threading.Thread(target=second.load_partition,
+                                                  args=("t", "2025-01-02", files["2025-01-02"],
+                                                        AT))  # fmt: skip
+                        worker.start()
+                        worker.join()
+                return real.execute(sql, *args)
+
+            def __getattr__(self, name):
+                return getattr(real, name)
+
+        first.con = CommitsAfterTheOther()
+        with caplog.at_level(logging.INFO, logger="bizagi_etl"):
+            assert first.load_partition("t", "2025-01-01", files["2025-01-01"], AT) == 3
+        first.con = real
+        assert len(commits) == 2, "the conflicting commit ran again"
+        assert "commit conflict with another writer" in caplog.text
+        assert first.partition_counts("t") == {"2025-01-01": 3, "2025-01-02": 5}
+
+
+# A writer that loads forty partitions, one transaction each, and says when each committed.
+_LOADER = """
+import datetime as dt, sys
+import pyarrow as pa
+from bizagi_etl.connector import WarehouseError
+from bizagi_etl.pipeline.lake import open_lake
+from bizagi_etl.pipeline.warehouse import Warehouse
+lake = open_lake(sys.argv[1])
+at = dt.datetime(2026, 11, 2, tzinfo=dt.UTC)
+with Warehouse(sys.argv[2], data=sys.argv[3]) as warehouse:
+    for _, day in lake.partitions("t"):
+        warehouse.load_partition("t", day, lake.files("t", "day", day), at)
+        print("committed", day, flush=True)
+"""
+DAYS = [f"2025-02-{d:02}" for d in range(1, 29)] + [f"2025-03-{d:02}" for d in range(1, 13)]
+ROWS = 20_000
+
+
+def test_a_writer_killed_mid_commit_leaves_the_catalog_consistent_and_a_rerun_lands_exactly(
+    s3_lake_uri, ducklake
+):
+    catalog, data = ducklake
+    lake = open_lake(s3_lake_uri)
+    for i, day in enumerate(DAYS):
+        rows = pa.table({"id": range(i * ROWS, (i + 1) * ROWS), "day": [day] * ROWS})
+        lake.write_partition("t", "day", day, [rows], rows.schema, key=[], extracted_at=AT)
+    args = [sys.executable, "-c", textwrap.dedent(_LOADER), s3_lake_uri, catalog, data]
+    child = subprocess.Popen(args, stdout=subprocess.PIPE, text=True, env=os.environ.copy())
+    assert child.stdout is not None
+    committed = 0
+    try:
+        for line in child.stdout:
+            committed += line.startswith("committed")
+            if committed == 5:
+                break
+        time.sleep(random.uniform(0, 0.3))  # somewhere inside a later load or its commit
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+
+    with Warehouse(catalog, data=data) as warehouse:
+        counts = warehouse.partition_counts("t")
+        assert len(counts) >= 5
+        assert set(counts.values()) == {ROWS}, "every partition whole or absent"
+        assert warehouse.key_problems("t", ["id"]) == (0, 0)
+    rerun = subprocess.run(args, capture_output=True, text=True, env=os.environ.copy(),
+                           timeout=300)  # fmt: skip
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    with Warehouse(catalog, data=data) as warehouse:
+        assert warehouse.partition_counts("t") == dict.fromkeys(DAYS, ROWS)
+        assert warehouse.key_problems("t", ["id"]) == (0, 0)
+
+
+def test_a_whole_run_lands_in_a_ducklake_as_in_a_duckdb_file(small_server, s3_lake_uri,
+                                                            ducklake, tmp_path):  # fmt: skip
+    """Every stream, the checks' numbers and the sql/ views: the same in both warehouses."""
+    catalog, data = ducklake
+    window = ["--start", "2025-05-01", "--end", "2025-05-15"]
+    for lake, warehouse in ((s3_lake_uri, catalog), (str(tmp_path / "lake"),
+                                                     str(tmp_path / "w.duckdb"))):  # fmt: skip
+        env = _env(small_server, lake, warehouse, data)
+        done = subprocess.run([*CLI, "extract", "processes", "stakeholders", "entities",
+                               "entity_values", "cases", "inbox", *window], env=env,
+                              capture_output=True, text=True, timeout=300)  # fmt: skip
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    with Warehouse(tmp_path / "w.duckdb") as file, Warehouse(catalog, data=data) as lake:
+        assert lake.tables() == file.tables()
+        for table in file.tables():
+            assert lake.columns(table) == file.columns(table), table
+            assert lake.partition_counts(table) == file.partition_counts(table), table
+        views = [r[0] for r in file.query(
+            "SELECT view_name FROM duckdb_views() WHERE schema_name = 'analytics' "
+            "AND database_name = current_database()")]  # fmt: skip
+        assert views
+        for view in views:
+            # Everything but when each run extracted (the two ran a moment apart).
+            sql = (f"SELECT COLUMNS(c -> c != '_extracted_at') FROM analytics.{view} "
+                   f"ORDER BY ALL")  # fmt: skip
+            assert lake.query(sql) == file.query(sql), view
+
+
+def test_a_password_in_the_catalog_string_never_shows(pg_server):
+    location = f"ducklake:postgres:{pg_server.dsn('nope')} password=hunter2-secret"
+    with pytest.raises(WarehouseError, match="attaching the DuckLake failed") as caught:
+        Warehouse(location, data="/nonexistent/")
+    assert "hunter2-secret" not in str(caught.value)
+    assert "password=***" in str(caught.value)
+
+
+def test_a_moving_world_syncs_into_a_lake_on_s3_and_a_ducklake(s3_lake_uri, ducklake, tmp_path):
+    """sync reads the lake's landed days (a pyarrow dataset on S3), rewrites what changed and
+    loads the partitions whose stamp moved: after every day the DuckLake is that day's truth."""
+    catalog, data = ducklake
+    config = EmulatorConfig(cases=300, start=dt.date(2026, 7, 20), end=dt.date(2026, 8, 15),
+                            now=dt.date(2026, 8, 15), seed=11)  # fmt: skip
+    cases = Catalog.load().get("cases")
+    lake = open_lake(s3_lake_uri)
+    with EmulatorServer(config) as server, Warehouse(catalog, data=data) as warehouse:
+        with BizagiClient(settings_for(server)) as client:
+            sync_stream(client, cases, lake, warehouse, start=config.start, now=server.now)
+            for day in range(3):
+                now = server.advance(dt.timedelta(days=1))
+                sync_stream(client, cases, lake, warehouse, start=config.start, now=now)
+                truth = truth_at(server, tmp_path / f"truth-{day}")
+                got = landed_cases(
+                    warehouse.query("SELECT id, closed, solution_date FROM bizagi.cases"),
+                    warehouse.query("SELECT case_id, xpath, value, value_type "
+                                    "FROM bizagi.case_parameters"),
+                )  # fmt: skip
+                assert got == truth, now
+        assert warehouse.key_problems("cases", ["id"]) == (0, 0)

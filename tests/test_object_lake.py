@@ -1,0 +1,177 @@
+"""The lake on object storage (moto's S3 server): no rename, so versions and commit markers.
+
+Readers see a partition's whole old version or whole new one; a killed writer leaves nothing a
+reader takes and a rerun lands exactly; old versions are retired once no reader can need them.
+What both lakes promise alike runs on both in tests/test_lake.py and tests/test_warehouse.py.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pyarrow as pa
+import pytest
+
+from bizagi_etl.connector import SettingsError
+from bizagi_etl.connector.errors import StorageError
+from bizagi_etl.pipeline import lake as lake_module
+from bizagi_etl.pipeline.lake import open_lake
+from bizagi_etl.pipeline.warehouse import Warehouse
+
+AT = dt.datetime(2026, 11, 2, 3, 4, 5, tzinfo=dt.UTC)
+SCHEMA = pa.schema([("id", pa.int64()), ("name", pa.string())])
+
+
+def _rows(n: int, name: str, start: int = 0) -> pa.Table:
+    return pa.table({"id": list(range(start, start + n)), "name": [name] * n}, schema=SCHEMA)
+
+
+def _write(lake, value: str, data: pa.Table, **kwargs):
+    return lake.write_partition("things", "day", value, [data], SCHEMA, key=["id"],
+                                extracted_at=AT, **kwargs)  # fmt: skip
+
+
+def _bucket_and_prefix(uri: str) -> tuple[str, str]:
+    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+    return bucket, prefix
+
+
+def test_a_reader_sees_the_old_version_whole_until_the_new_one_is_committed(
+    s3, s3_lake_uri, monkeypatch
+):
+    monkeypatch.setattr(lake_module, "ROWS_PER_PART", 1_000)  # several part files per version
+    monkeypatch.setattr(lake_module, "STREAM_ROW_GROUP", 500)
+    lake = open_lake(s3_lake_uri)
+    _write(lake, "2025-01-02", _rows(2_500, "old"))
+    writer = lake.open_partition("things", "day", "2025-01-02", SCHEMA, AT)
+    for start in (0, 1_000, 2_000):  # three parts of the new version land in the bucket
+        writer.write(_rows(1_000, "new", start))
+    bucket, prefix = _bucket_and_prefix(s3_lake_uri)
+    assert len([k for k in s3.keys(bucket, prefix) if k.endswith(".parquet")]) >= 4
+    during = lake.read("things")
+    assert during.num_rows == 2_500
+    assert set(during.column("name").to_pylist()) == {"old"}
+    writer.commit()
+    after = lake.read("things")
+    assert after.num_rows == 3_000
+    assert set(after.column("name").to_pylist()) == {"new"}
+    assert lake.rows("things") == 3_000
+
+
+def test_a_writer_that_fails_leaves_the_old_version_and_no_files(s3, s3_lake_uri):
+    lake = open_lake(s3_lake_uri)
+    _write(lake, "2025-01-02", _rows(3, "old"))
+    bucket, prefix = _bucket_and_prefix(s3_lake_uri)
+    before = s3.keys(bucket, prefix)
+
+    def crash(_staging):
+        raise OSError("the network went away")
+
+    with pytest.raises(OSError, match="network"):
+        _write(lake, "2025-01-02", _rows(5, "new"), before_swap=crash)
+    assert lake.read("things").column("name").to_pylist() == ["old"] * 3
+    after = [k for k in s3.keys(bucket, prefix) if not k.endswith("/")]  # pyarrow marks folders
+    assert after == before, "the failed version's files were removed"
+
+
+_KILLED_WRITER = """
+import datetime as dt, pathlib, sys, time
+import pyarrow as pa
+from bizagi_etl.pipeline.lake import open_lake
+lake = open_lake(sys.argv[1])
+data = pa.table({"id": list(range(10)), "name": ["killed"] * 10})
+def hang(_staging):
+    pathlib.Path(sys.argv[2]).write_text("files written")
+    time.sleep(600)
+lake.write_partition("things", "day", "2025-01-02", [data], data.schema, key=["id"],
+                     extracted_at=dt.datetime.now(dt.UTC), before_swap=hang)
+"""
+
+
+def test_a_writer_killed_before_its_commit_is_invisible_and_a_rerun_lands_exactly(
+    s3, s3_lake_uri, tmp_path
+):
+    lake = open_lake(s3_lake_uri)
+    _write(lake, "2025-01-02", _rows(3, "old"))
+    flag = tmp_path / "flag"
+    child = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(_KILLED_WRITER), s3_lake_uri, str(flag)],
+        env=os.environ.copy(),
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not flag.exists():
+            assert child.poll() is None, "the writer died before writing its files"
+            assert time.monotonic() < deadline, "the writer never wrote its files"
+            time.sleep(0.05)
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    bucket, prefix = _bucket_and_prefix(s3_lake_uri)
+    assert len([k for k in s3.keys(bucket, prefix) if k.endswith(".parquet")]) == 2
+    assert lake.read("things").column("name").to_pylist() == ["old"] * 3, "killed: invisible"
+
+    lake.retire_after = dt.timedelta(0)  # no reader is left: retire at once
+    _write(lake, "2025-01-02", _rows(4, "rerun"))
+    assert lake.read("things").column("name").to_pylist() == ["rerun"] * 4
+    left = [k for k in s3.keys(bucket, prefix) if not k.endswith("/")]
+    assert len(left) == 2, f"one file and its commit marker, the killed one's gone: {left}"
+
+
+def test_old_versions_stay_for_readers_then_are_retired(s3, s3_lake_uri):
+    lake = open_lake(s3_lake_uri)
+    first = _write(lake, "2025-01-02", _rows(3, "first"))
+    second = _write(lake, "2025-01-02", _rows(2, "second"))
+    assert lake.files("things") == list(second.files)
+    # A reader that listed the first version a moment ago can still read it whole.
+    assert lake.read_file(first.files[0]).num_rows == 3
+    lake.retire_after = dt.timedelta(0)
+    third = _write(lake, "2025-01-02", _rows(1, "third"))
+    bucket, prefix = _bucket_and_prefix(s3_lake_uri)
+    parquet = [k for k in s3.keys(bucket, prefix) if k.endswith(".parquet")]
+    assert [f"s3://{bucket}/{k}" for k in parquet] == list(third.files)
+
+
+def test_two_writers_of_one_partition_each_land_whole_and_the_later_begun_wins(s3_lake_uri):
+    lake = open_lake(s3_lake_uri)
+    early = lake.open_partition("things", "day", "2025-01-02", SCHEMA, AT)
+    late = lake.open_partition("things", "day", "2025-01-02", SCHEMA, AT)
+    early.write(_rows(3, "early"))
+    late.write(_rows(2, "late"))
+    late.commit()
+    early.commit()  # committed last, begun first
+    assert lake.read("things").column("name").to_pylist() == ["late"] * 2
+
+
+def test_a_duckdb_warehouse_loads_a_lake_on_s3(s3, s3_lake_uri, tmp_path):
+    """The DuckDB file reads the lake's files on S3 with the standard credentials."""
+    lake = open_lake(s3_lake_uri)
+    for day, n in (("2025-01-01", 3), ("2025-01-02", 4)):
+        _write(lake, day, _rows(n, day))
+    _write(lake, "2025-01-02", _rows(2, "again"))  # a rerun: exactly one copy loads
+    with Warehouse(tmp_path / "w.duckdb") as warehouse:
+        parts = [(v, lake.files("things", c, v)) for c, v in lake.partitions("things")]
+        assert warehouse.load_partitions("things", parts, AT) == 5
+        assert warehouse.partition_counts("things") == {"2025-01-01": 3, "2025-01-02": 2}
+
+
+def test_a_missing_bucket_and_an_unknown_scheme_are_named(s3):
+    with pytest.raises(StorageError, match=r"bucket 'no-such-bucket' does not exist"):
+        open_lake("s3://no-such-bucket/lake")
+    with pytest.raises(SettingsError, match=r"BIZAGI_LAKE.*'nope://x/y'"):
+        open_lake("nope://x/y")
+
+
+def test_the_credentials_never_reach_the_lakes_repr_or_errors(s3, s3_lake_uri):
+    lake = open_lake(s3_lake_uri)
+    secret = os.environ["AWS_SECRET_ACCESS_KEY"]
+    assert secret not in repr(lake)
+    with pytest.raises(StorageError) as caught:
+        open_lake("s3://no-such-bucket/lake")
+    assert secret not in str(caught.value)
