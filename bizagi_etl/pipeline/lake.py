@@ -1,5 +1,9 @@
 """The Parquet lake: ``{root}/{table}/{column}={value}/part-NNNNN.parquet``.
 
+This module is the lake in a folder. On object storage (``s3://...``), which has no rename,
+``object_lake.ObjectLake`` keeps the same interface with versions and commit markers instead;
+``open_lake`` picks one from the location.
+
 Writing. A partition's new version is written whole into its own staging folder,
 ``{root}/_staging/{table}/{column}={value}.{token}/``, outside the table's folder, so no reader
 (this module, DuckDB's ``read_parquet('{table}/day=*/*.parquet')`` or ``'{table}/**/*.parquet'``,

@@ -47,7 +47,7 @@ def _checked_partitions(
     if not daily:
         return sorted(warehouse.partition_counts(table))[-1:]
     lake = lakehouse.lake()
-    landed = [v for _, v in lake.partitions(table)] if lake.table_dir(table).exists() else []
+    landed = [v for _, v in lake.partitions(table)] if lake.has_table(table) else []
     if not (context.has_partition_key or context.has_partition_key_range):
         return landed
     start, end = (t.date() for t in context.partition_time_window)

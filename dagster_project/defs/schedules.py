@@ -95,7 +95,7 @@ def sync_window(lake: Lake, tick: dt.datetime) -> tuple[str, str]:
 
 
 def _newest_day(lake: Lake, table: str) -> dt.date | None:
-    if not lake.table_dir(table).is_dir():
+    if not lake.has_table(table):
         return None
     days = [v for c, v in lake.partitions(table) if c == "day"]
     return dt.date.fromisoformat(days[-1]) if days else None
