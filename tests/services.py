@@ -64,15 +64,26 @@ class Postgres:
         return name
 
 
+def _postgres_tool(name: str) -> str:
+    """A PostgreSQL server program: on the PATH, or where Debian's packages put it."""
+    found = shutil.which(name) or next(
+        (str(p) for p in sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"))[::-1]), None
+    )
+    if found is None:
+        raise RuntimeError(
+            f"{name} is not on the PATH nor in /usr/lib/postgresql/*/bin: these tests need "
+            f"PostgreSQL 15's server (.ci/run installs Debian's postgresql package)"
+        )
+    return found
+
+
 def _as_postgres(command: list[str]) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else command
 
 
 @contextlib.contextmanager
 def postgres() -> Iterator[Postgres]:
-    for tool in ("initdb", "pg_ctl"):
-        if shutil.which(tool) is None:
-            raise RuntimeError(f"{tool} is not on the PATH: these tests need PostgreSQL 15")
+    initdb, pg_ctl = _postgres_tool("initdb"), _postgres_tool("pg_ctl")
     folder = Path(tempfile.mkdtemp(prefix="bizagi-pg-"))
     data = folder / "data"
     if os.geteuid() == 0:
@@ -83,50 +94,15 @@ def postgres() -> Iterator[Postgres]:
         f"-p {port} -k {folder} -c listen_addresses={HOST} -c fsync=off "
         f"-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
     )
+    init = [initdb, "-D", str(data), "-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-sync"]
+    start = [pg_ctl, "-D", str(data), "-o", options, "-l", str(folder / "log"), "-w", "start"]
     try:
-        subprocess.run(
-            _as_postgres(
-                [
-                    "initdb",
-                    "-D",
-                    str(data),
-                    "-A",
-                    "trust",
-                    "-U",
-                    "postgres",
-                    "-E",
-                    "UTF8",
-                    "--no-sync",
-                ]
-            ),
-            check=True,
-            capture_output=True,
-            timeout=120,
-        )
-        subprocess.run(
-            _as_postgres(
-                [
-                    "pg_ctl",
-                    "-D",
-                    str(data),
-                    "-o",
-                    options,
-                    "-l",
-                    str(folder / "log"),
-                    "-w",
-                    "-t",
-                    "60",
-                    "start",
-                ]
-            ),
-            check=True,
-            capture_output=True,
-            timeout=120,
-        )
+        for command in (init, start):
+            subprocess.run(_as_postgres(command), check=True, capture_output=True, timeout=120)
         yield Postgres(port, folder)
     finally:
         subprocess.run(
-            _as_postgres(["pg_ctl", "-D", str(data), "-m", "immediate", "stop"]),
+            _as_postgres([pg_ctl, "-D", str(data), "-m", "immediate", "stop"]),
             capture_output=True, timeout=60, check=False,
         )  # fmt: skip
         shutil.rmtree(folder, ignore_errors=True)
