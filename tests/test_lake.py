@@ -86,6 +86,7 @@ def test_rewrite_replaces_the_partition(any_lake):
     written = _write(lake, "2025-01-02", [{"id": 2, "name": "B"}])
     assert lake.read("things").to_pylist() == [{"id": 2, "name": "B"}]
     assert lake.files("things") == list(written.files)
+    assert lake.partition_files("things") == {"2025-01-02": list(written.files)}
     assert lake.partitions("things") == [("day", "2025-01-02")]
     assert lake.rows("things") == 1
     assert lake.extracted_at(written.files[0]) == AT

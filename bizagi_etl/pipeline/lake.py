@@ -338,6 +338,14 @@ class Lake:
     def has_table(self, table: str) -> bool:
         return self.table_dir(table).is_dir()
 
+    def partition_files(self, table: str) -> dict[str, list[Path | str]]:
+        """Value -> files of every partition of a table, from one listing (a partition at a
+        time costs a listing each: thousands of requests on object storage)."""
+        out: dict[str, list[Path | str]] = {}
+        for file in self.files(table):
+            out.setdefault(_value_of(file), []).append(file)
+        return dict(sorted(out.items()))
+
     def footer(self, file: Path | str) -> pq.FileMetaData:
         """A part file's footer: its rows, schema and extraction instant, without its data."""
         return pq.read_metadata(file)

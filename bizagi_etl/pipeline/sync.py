@@ -416,8 +416,7 @@ def stale_partitions(
         return []
     loaded = warehouse.partition_stamps(table)
     stale = []
-    for column, value in lake.partitions(table):
-        files = lake.files(table, column, value)
+    for value, files in lake.partition_files(table).items():
         footers = [lake.footer(f) for f in files]  # each file's footer, read once
         rows = sum(footer.num_rows for footer in footers)
         stamp = extracted_at_in(footers[0]) if footers else None

@@ -142,7 +142,8 @@ def stream_assets(stream: Stream) -> list[dg.AssetsDefinition]:
                 parts: list[tuple[str, Sequence[Path | str]]]
                 if syncing:
                     stale = stale_partitions(lake, warehouse, table, stamped=sync_at)
-                    parts = [(v, lake.files(table, "day", v)) for v in stale]
+                    files = lake.partition_files(table)
+                    parts = [(v, files[v]) for v in stale]
                 else:
                     parts = partitions_to_load(lake, table, days)
                 if not parts:
@@ -220,14 +221,13 @@ def partitions_to_load(
     lake: Lake, table: str, days: tuple[dt.date, dt.date] | None
 ) -> list[tuple[str, Sequence[Path | str]]]:
     """Daily: every day of the window present in the lake. Snapshot: the newest snapshot."""
-    present = [v for c, v in lake.partitions(table)] if lake.has_table(table) else []
+    present = lake.partition_files(table) if lake.has_table(table) else {}
     if days is None:
-        chosen = present[-1:]
+        chosen = list(present)[-1:]
     else:
         first, end = days[0].isoformat(), days[1].isoformat()
         chosen = [v for v in present if first <= v < end]
-    column = "day" if days is not None else "snapshot"
-    return [(v, lake.files(table, column, v)) for v in chosen]
+    return [(v, present[v]) for v in chosen]
 
 
 def _logger(context: dg.AssetExecutionContext):  # type: ignore[no-untyped-def]
