@@ -1,25 +1,30 @@
 """The lake on object storage (``s3://bucket/prefix``, and what else pyarrow's file systems
-open: ``gs://``, ``abfs://``, ``hdfs://``), where there is no rename.
+open), where there is no rename.
 
 Layout. A partition's versions sit side by side in its folder, each named for when its writer
 began: ``{table}/{column}={value}/part-{version}-{NNNNN}.parquet``. A version becomes the
-partition once its commit marker ``_commit-{version}.json`` is written, after all of its files;
+partition when its commit marker ``_commit-{version}.json`` is written, after all of its files;
 one object PUT is atomic, so a reader sees the marker whole or not at all.
 
 Readers (``files``, ``scan``, the warehouse's loads) take, per partition, the files of the
-newest committed version: the whole old one or the whole new one, never a mix. A writer killed
-before its marker leaves files no reader takes; a rerun commits a newer version. Two writers of
-one partition each commit a whole version, and the one that began later is the partition.
+version committed last by the store's clock (the markers' modification times): the whole old
+version or the whole new one, never a mix, and one copy after a rerun. A writer killed before
+its marker leaves files no reader takes. Two writers of one partition each commit a whole
+version; the later commit is the partition, as the later swap is in a folder. A folder lake
+copied as is (``part-NNNNN.parquet``, no marker) reads as committed until a version replaces it.
 
-Old versions are deleted by a later commit of the same partition, once a newer version has been
-the partition for ``retire_after`` (so a reader that listed the old one can finish reading it).
-Until then a raw ``*.parquet`` glob of the folder sees both: read this lake through ``Lake``
-(``files``, ``scan``) or through the warehouse, not by globbing.
+Retiring. What no reader can need is deleted by the next write of the partition and by the first
+write of its table in a run (a sweep of the table): versions replaced by one that has been
+current for ``RETIRE_AFTER`` (a reader that listed the old one can finish), and files of versions
+never committed whose newest file is ``ORPHAN_AFTER`` old (a dead writer's; a live one writes a
+part at least every 256k rows). Ages are measured on the store's clock, never a writer's. Until
+then a raw ``*.parquet`` glob of a folder may see several versions: read this lake through
+``Lake`` (``files``, ``scan``) or the warehouse, not by globbing.
 
 Listings are trusted to be complete after a write (read-after-write consistency, which S3,
 GCS, Azure and MinIO give). Credentials come from the store's standard chain: for S3,
 ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``, profiles, instance roles, ``AWS_REGION``, and
-``AWS_ENDPOINT_URL`` for S3-compatible stores.
+``AWS_ENDPOINT_URL`` for S3-compatible stores; never from the location, which is shown in logs.
 """
 
 from __future__ import annotations
@@ -27,12 +32,15 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import re
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 import pyarrow as pa
 import pyarrow.fs as pafs
@@ -50,7 +58,14 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MARKER = "_commit-"  # + version + ".json": the version is committed
+CLOCK = "_clock"  # an empty object the lake writes to read the store's time
+LEGACY = ""  # the version of part-NNNNN.parquet files without one (a folder lake copied as is)
+# A replaced version is deleted once its successor has been current this long (store time):
+# a reader that listed it can finish.
 RETIRE_AFTER = dt.timedelta(minutes=15)
+# Files of a version never committed are deleted once its newest is this old: its writer died
+# (a live one writes a part file at least every 256k rows).
+ORPHAN_AFTER = dt.timedelta(hours=6)
 _COLUMNS = ("day", "snapshot")
 
 
@@ -58,9 +73,18 @@ class ObjectLake(Lake):
     """The lake's interface over an object store; see the module's text for the guarantees."""
 
     def __init__(self, root: str, *, lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> None:
+        parts = urlsplit(root)
+        if "@" in parts.netloc or parts.query or parts.fragment:
+            raise SettingsError(
+                "setting 'lake' (BIZAGI_LAKE): expected scheme://bucket/prefix with nothing "
+                "else; credentials and options come from the environment (AWS_ACCESS_KEY_ID, "
+                "AWS_ENDPOINT_URL...), never from the location, which logs and metadata show"
+            )
         self.uri = root.rstrip("/")
         self.lock_timeout = lock_timeout
         self.retire_after = RETIRE_AFTER
+        self.orphan_after = ORPHAN_AFTER
+        self._swept: set[str] = set()
         try:
             self.fs, base = pafs.FileSystem.from_uri(self.uri)
         except (pa.ArrowInvalid, OSError, ValueError) as exc:
@@ -108,6 +132,7 @@ class ObjectLake(Lake):
         self, table: str, column: str, value: str, schema: pa.Schema, extracted_at: dt.datetime
     ) -> PartitionWriter:
         folder = str(self.partition_dir(table, column, value))  # checks table, column, value
+        self.sweep(table)
         return ObjectPartitionWriter(self, table, column, value, folder, schema, extracted_at)
 
     @contextmanager
@@ -116,27 +141,46 @@ class ObjectLake(Lake):
         yield
 
     def retire(self, folder: str) -> None:
-        """Delete the versions older than the newest one that has been the partition for
-        ``retire_after``: no reader can still be reading them."""
-        entries = self._list(folder, recursive=False)
-        now = dt.datetime.now(dt.UTC)
-        settled = [
-            _version_of(e.base_name)
-            for e in entries
-            if e.base_name.startswith(MARKER) and e.mtime is not None
-            and now - _aware(e.mtime) >= self.retire_after
-        ]  # fmt: skip
-        if not settled:
+        """Best effort: delete what no reader can need in one partition's folder (see
+        ``_retirable``); a failure only leaves garbage, never harms the partition."""
+        try:
+            self._retire(self._list(folder, recursive=False), self.store_now())
+        except (OSError, StorageError) as exc:
+            log.warning("lake: could not retire old versions in %s (left for later): %s",
+                        folder, exc)  # fmt: skip
+
+    def sweep(self, table: str) -> None:
+        """Best effort, once per table and lake object, before its first write: retire what
+        earlier runs left in every partition of the table (replaced versions, killed writers)."""
+        if table in self._swept:
             return
-        newest = max(v for v in settled if v)
-        versions = [(e.path, _version_of(e.base_name)) for e in entries]
-        old = [path for path, version in versions if version and version < newest]
+        self._swept.add(table)
+        try:
+            self._retire(self._list(self._table_key(table), recursive=True), self.store_now())
+        except (OSError, StorageError) as exc:
+            log.warning("lake: could not sweep %s (left for later): %s", table, exc)
+
+    def store_now(self) -> dt.datetime:
+        """The object store's clock (an object written now, and its modification time), so
+        no writer's clock decides what is old."""
+        key = self._key(CLOCK)
+        with self._errors("reading the store's clock", key):
+            with self.fs.open_output_stream(key) as out:
+                out.write(b"")
+            mtime = self.fs.get_file_info(key).mtime
+        return _aware(mtime) if mtime is not None else dt.datetime.now(dt.UTC)
+
+    def _retire(self, entries: Sequence[pafs.FileInfo], now: dt.datetime) -> None:
+        old = [
+            path
+            for folder in _folders(entries).values()
+            for path in folder.retirable(now, self.retire_after, self.orphan_after)
+        ]
         for path in old:
             with _quiet():
                 self.fs.delete_file(path)
         if old:
-            log.debug("lake: %s: retired %d objects of versions older than %s", folder, len(old),
-                      newest)  # fmt: skip
+            log.debug("lake: retired %d objects no reader needs", len(old))
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -264,28 +308,90 @@ def _quiet() -> Iterator[None]:
 
 
 def _version_of(name: str) -> str | None:
-    """The version a file or marker of a partition belongs to."""
+    """The version a file or marker of a partition belongs to (``LEGACY`` for a file written
+    by the folder lake, ``part-NNNNN.parquet``)."""
     if name.startswith(MARKER) and name.endswith(".json"):
         return name[len(MARKER) : -len(".json")]
+    if _LEGACY_PART.fullmatch(name):
+        return LEGACY
     if name.startswith("part-") and name.endswith(".parquet"):
         return name[len("part-") :].rsplit("-", 1)[0]
     return None
 
 
-def _current_files(entries: Sequence[pafs.FileInfo]) -> list[str]:
-    """Paths of the files of each partition's newest committed version, sorted."""
-    committed: dict[str, str] = {}
-    files: dict[tuple[str, str], list[str]] = defaultdict(list)
+_LEGACY_PART = re.compile(r"part-\d{5}\.parquet")
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+@dataclass
+class _Folder:
+    """What one partition folder's listing says: each version's files and commit instant."""
+
+    markers: dict[str, pafs.FileInfo] = field(default_factory=dict)
+    files: dict[str, list[pafs.FileInfo]] = field(default_factory=lambda: defaultdict(list))
+
+    def committed_at(self, version: str) -> dt.datetime | None:
+        marker = self.markers.get(version)
+        return _aware(marker.mtime) if marker is not None and marker.mtime else None
+
+    def order(self, version: str) -> tuple[dt.datetime, str]:
+        """Commits in order: by the store's clock, then (within its precision, a second on
+        some stores) the later-begun version."""
+        return (self.committed_at(version) or _EPOCH, version)
+
+    def current(self) -> str | None:
+        """The version committed last; a folder without markers but with the folder lake's
+        files holds those."""
+        if self.markers:
+            return max(self.markers, key=self.order)
+        return LEGACY if LEGACY in self.files else None
+
+    def retirable(
+        self, now: dt.datetime, retire_after: dt.timedelta, orphan_after: dt.timedelta
+    ) -> list[str]:
+        """Paths no reader can need: versions committed before one that has been current for
+        ``retire_after``, and files of versions never committed, idle for ``orphan_after``."""
+        current = self.current()
+        settled = [self.order(v) for v in self.markers
+                   if now - (self.committed_at(v) or now) >= retire_after]  # fmt: skip
+        cut = max(settled, default=None)
+        old: list[str] = []
+        for version in {*self.files, *self.markers} - {current}:
+            files = [f.path for f in self.files.get(version, [])]
+            if version in self.markers or version == LEGACY:
+                if cut is not None and self.order(version) < cut:
+                    marker = self.markers.get(version)
+                    old += files + ([marker.path] if marker is not None else [])
+            elif files:
+                newest = max(_aware(f.mtime) if f.mtime else now for f in self.files[version])
+                if now - newest >= orphan_after:
+                    old += files
+        return old
+
+
+def _folders(entries: Sequence[pafs.FileInfo]) -> dict[str, _Folder]:
+    """The listing of one or many partition folders, folder by folder."""
+    folders: dict[str, _Folder] = defaultdict(_Folder)
     for entry in entries:
         folder, _, name = entry.path.rpartition("/")
         version = _version_of(name)
         if version is None:
             continue
         if name.startswith(MARKER):
-            committed[folder] = max(committed.get(folder, version), version)
+            folders[folder].markers[version] = entry
         else:
-            files[(folder, version)].append(entry.path)
-    return sorted(p for folder, v in committed.items() for p in files.get((folder, v), []))
+            folders[folder].files[version].append(entry)
+    return folders
+
+
+def _current_files(entries: Sequence[pafs.FileInfo]) -> list[str]:
+    """Paths of the files of each partition's current version, sorted."""
+    out = []
+    for folder in _folders(entries).values():
+        current = folder.current()
+        if current is not None:
+            out += [f.path for f in folder.files.get(current, [])]
+    return sorted(out)
 
 
 def _aware(moment: dt.datetime) -> dt.datetime:

@@ -41,8 +41,10 @@ PIPELINE_ENV_VARS = {
     "backfill_run_days": "BIZAGI_BACKFILL_RUN_DAYS",
 }
 DUCKLAKE = "ducklake:"  # the prefix of a warehouse location that is a DuckLake
-# Days a Dagster backfill run covers when the warehouse takes many writers (a DuckLake): a
-# month's runs land side by side; a DuckDB file takes one writer, so its backfill is one run.
+SHARED_CATALOGS = ("ducklake:postgres:", "ducklake:mysql:")  # catalogs many processes write
+# Days a Dagster backfill run covers when the warehouse takes many writers (a DuckLake on a
+# database server): a month's runs land side by side; a DuckDB file takes one writer, so its
+# backfill is one run.
 SHARED_BACKFILL_RUN_DAYS = 31
 
 
@@ -60,7 +62,7 @@ class PipelineSettings:
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT  # seconds to wait for another run's lock
     # A DuckLake's data files: s3://bucket/prefix/ or a folder (default: next to a file catalog)
     warehouse_data: str | None = None
-    # Days per run of a Dagster backfill (default: one run for a DuckDB file, 31 for a DuckLake)
+    # Days per run of a Dagster backfill (default: one run; 31 for a DuckLake on PostgreSQL)
     backfill_run_days: int | None = None
 
     def __post_init__(self) -> None:
@@ -77,8 +79,9 @@ class PipelineSettings:
 
     @property
     def shared_warehouse(self) -> bool:
-        """The warehouse takes many writers at once (a DuckLake), not one (a DuckDB file)."""
-        return self.warehouse.startswith(DUCKLAKE)
+        """The warehouse takes many writers at once: a DuckLake whose catalog is a database
+        server. A DuckDB file, or a DuckLake catalog in a file, takes one process at a time."""
+        return self.warehouse.startswith(SHARED_CATALOGS)
 
     @property
     def run_days(self) -> int | None:

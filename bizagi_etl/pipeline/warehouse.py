@@ -128,13 +128,19 @@ class Warehouse:
         self._temp_limit_stale = False  # see _measure_temp_limit
         self._object_store = False  # DuckDB's S3 secret made (a lake on object storage)
         self.name = ducklake.shown(self.location)  # what logs and errors show: no password
-        self.path = Path(self.name)  # the DuckDB file
+        if self.name != self.location:
+            raise SettingsError(
+                f"setting 'warehouse' (BIZAGI_WAREHOUSE): {self.name} carries a password, which "
+                f"every log and Dagster's UI would show; give it to libpq instead: PGPASSWORD, "
+                f"~/.pgpass or a service file (PGSERVICE)"
+            )
+        self.path = Path(self.location)  # the DuckDB file
         self.sql_dir: Traversable = sql_dir or resources.files(SQL_PACKAGE)
         if self.ducklake:
-            self.con = self._attach(data)
+            self.con = self._connect(lambda: self._attach(data))
         else:
             self._prepare_path()
-            self.con = self._connect()
+            self.con = self._connect(lambda: duckdb.connect(str(self.path)))
         try:
             self.con.execute("SET memory_limit = ?", [self.memory_limit])
         except duckdb.Error as exc:
@@ -161,6 +167,8 @@ class Warehouse:
                         lambda: ducklake.attach(con, self.location, data))  # fmt: skip
         except duckdb.Error as exc:
             con.close()
+            if _LOCKED in str(exc):  # a catalog in a file another process has open: wait
+                raise
             raise WarehouseError(
                 f"warehouse {self.name}: attaching the DuckLake failed: {ducklake.shown(str(exc))}"
                 f"; check BIZAGI_WAREHOUSE (ducklake:postgres:<libpq connection string> or "
@@ -194,12 +202,15 @@ class Warehouse:
             raise storage_error(subject, "BIZAGI_WAREHOUSE", "creating its folder",
                                 self.path.parent, exc) from None  # fmt: skip
 
-    def _connect(self) -> duckdb.DuckDBPyConnection:
-        """Open the file, waiting up to ``lock_timeout`` while another process holds it."""
+    def _connect(
+        self, opener: Callable[[], duckdb.DuckDBPyConnection]
+    ) -> duckdb.DuckDBPyConnection:
+        """Open the file (or a DuckLake whose catalog is a file), waiting up to
+        ``lock_timeout`` while another process holds it."""
         deadline, pause, waited = time.monotonic() + self.lock_timeout, 0.02, False
         while True:
             try:
-                return duckdb.connect(str(self.path))
+                return opener()
             except duckdb.Error as exc:
                 message = str(exc)
                 if _LOCKED not in message:
@@ -207,13 +218,13 @@ class Warehouse:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise LockError(
-                        f"warehouse {self.path}: still held by {_holder(message)} after waiting "
+                        f"warehouse {self.name}: still held by {_holder(message)} after waiting "
                         f"{self.lock_timeout:g} s (BIZAGI_LOCK_TIMEOUT); DuckDB lets no other "
                         f"process open a file one has open, even read-only: wait for that run "
                         f"or close that session, then rerun (DuckDB: {message})"
                     ) from None
                 if not waited:
-                    log.info("warehouse: %s is held by %s; waiting up to %g s", self.path,
+                    log.info("warehouse: %s is held by %s; waiting up to %g s", self.name,
                              _holder(message), self.lock_timeout)  # fmt: skip
                     waited = True
                 time.sleep(min(pause, left))
