@@ -93,9 +93,9 @@ def is_daily(stream: Stream) -> bool:
 
 
 def warehouse_pool() -> str | None:
-    """The Dagster pool of steps that open the warehouse: ``duckdb`` for a DuckDB file (one
-    writer at a time), none for a DuckLake (``BIZAGI_WAREHOUSE=ducklake:...``), whose writers
-    commit concurrently."""
+    """The Dagster pool of steps that open the warehouse: ``duckdb`` for a DuckDB file or a
+    DuckLake catalog in a file (one process at a time), none for a DuckLake on PostgreSQL
+    (``BIZAGI_WAREHOUSE=ducklake:postgres:...``), whose writers commit concurrently."""
     return None if PipelineSettings.from_env().shared_warehouse else DUCKDB_POOL
 
 

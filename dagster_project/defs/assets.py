@@ -1,8 +1,9 @@
 """The extract (API -> lake) and load (lake -> DuckDB) assets of every stream in the catalog.
 
-Daily streams share one ``DailyPartitionsDefinition`` and a single-run backfill policy: a year
-of backfill is one run that reads ``context.partition_time_window`` and fetches the whole range
-in chunks of days (sized from the API's total), replacing each day's partition. Snapshot
+Daily streams share one ``DailyPartitionsDefinition``. Their backfill policy is one run for a
+DuckDB file, or runs of ``BIZAGI_BACKFILL_RUN_DAYS`` (31) days for a DuckLake on PostgreSQL that
+land side by side; a run reads ``context.partition_time_window`` and fetches its whole range in
+chunks of days (sized from the API's total), replacing each day's partition. Snapshot
 streams are unpartitioned assets; each materialization writes that day's snapshot partition in
 the lake and the warehouse keeps every snapshot (``analytics.latest_<table>`` gives the newest
 row per key). Keys, groups, kinds and descriptions come from ``dagster_project.translator``.
