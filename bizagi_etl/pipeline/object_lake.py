@@ -140,11 +140,14 @@ class ObjectLake(Lake):
         """No lock to hold: versions and markers keep concurrent writers apart."""
         yield
 
-    def retire(self, folder: str) -> None:
-        """Best effort: delete what no reader can need in one partition's folder (see
-        ``_retirable``); a failure only leaves garbage, never harms the partition."""
+    def retire(self, folder: str, marker: str) -> None:
+        """Best effort, after a commit: delete what no reader can need in the partition's
+        folder (``_Folder.retirable``), as of the commit's marker's time on the store's clock
+        (read from the same listing: no request more). A failure only leaves garbage."""
         try:
-            self._retire(self._list(folder, recursive=False), self.store_now())
+            entries = self._list(folder, recursive=False)
+            mtimes = [e.mtime for e in entries if e.base_name == marker and e.mtime]
+            self._retire(entries, _aware(mtimes[0]) if mtimes else self.store_now())
         except (OSError, StorageError) as exc:
             log.warning("lake: could not retire old versions in %s (left for later): %s",
                         folder, exc)  # fmt: skip
@@ -187,7 +190,7 @@ class ObjectLake(Lake):
     def files(
         self, table: str, column: str | None = None, value: str | None = None
     ) -> Sequence[Path | str]:
-        """The files of the newest committed version of each partition (or of one)."""
+        """The files of each partition's current version (the one committed last)."""
         if column and value:
             columns = _COLUMNS if column == "*" else (column,)
             folders = [str(self.partition_dir(table, c, value)) for c in columns]
@@ -278,7 +281,7 @@ class ObjectPartitionWriter(PartitionWriter):
             self.abort()
             raise
         self.done = True
-        self.store.retire(self.folder)
+        self.store.retire(self.folder, marker.rsplit("/", 1)[-1])
         files = tuple(self.store.uri_of(f"{self.folder}/{n}") for n in self.names)
         log.debug("lake: %s/%s <- %d rows in %d files (version %s)", self.table,
                   self.target.name, self.rows, len(files), self.version)  # fmt: skip
