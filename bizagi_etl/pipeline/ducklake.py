@@ -77,9 +77,9 @@ def load_extension(con: duckdb.DuckDBPyConnection, name: str) -> None:
 def _writable_extension_folder(con: duckdb.DuckDBPyConnection) -> None:
     """DuckDB installs extensions under ~/.duckdb; where that cannot be written (a service
     user's read-only home), into a folder of the temporary directory instead."""
-    home = Path.home() if os.environ.get("HOME") else None
-    if home is not None and os.access(home if not (home / ".duckdb").exists()
-                                      else home / ".duckdb", os.W_OK):  # fmt: skip
+    home = Path(os.environ["HOME"]) if os.environ.get("HOME") else None
+    target = home / ".duckdb" if home is not None and (home / ".duckdb").exists() else home
+    if target is not None and os.access(target, os.W_OK):
         return
     folder = Path(tempfile.gettempdir()) / f"bizagi-duckdb-extensions-{os.getuid()}"
     con.execute("SET extension_directory = ?", [str(folder)])
@@ -122,8 +122,6 @@ def use_object_store(con: duckdb.DuckDBPyConnection, environ: dict[str, str] | N
     # An upload's part is its largest file over 10,000 parts: DuckDB's default 800GB made
     # each part buffer 80 MB, beyond the warehouse's memory limit. 100GB: 10 MB parts.
     con.execute("SET s3_uploader_max_filesize = '100GB'")
-    # Remote files read are otherwise cached in the buffer pool, which the memory limit caps.
-    con.execute("SET enable_external_file_cache = false")
 
 
 def attach(

@@ -41,7 +41,7 @@ PIPELINE_ENV_VARS = {
     "backfill_run_days": "BIZAGI_BACKFILL_RUN_DAYS",
 }
 DUCKLAKE = "ducklake:"  # the prefix of a warehouse location that is a DuckLake
-SHARED_CATALOGS = ("ducklake:postgres:", "ducklake:mysql:")  # catalogs many processes write
+SHARED_CATALOGS = ("ducklake:postgres:",)  # catalogs many processes write (the one tested)
 # Days a Dagster backfill run covers when the warehouse takes many writers (a DuckLake on a
 # database server): a month's runs land side by side; a DuckDB file takes one writer, so its
 # backfill is one run.
