@@ -239,10 +239,12 @@ def test_a_whole_run_lands_in_a_ducklake_as_in_a_duckdb_file(small_server, s3_la
 def test_a_password_in_the_catalog_string_is_refused_unshown(pg_server):
     """Logs, errors and Dagster's UI show the location: the password goes to libpq."""
     location = f"ducklake:postgres:{pg_server.dsn('nope')} password=hunter2-secret"
-    with pytest.raises(SettingsError, match="PGPASSWORD") as caught:
-        Warehouse(location, data="/nonexistent/")
-    assert "hunter2-secret" not in str(caught.value)
-    assert "password=***" in str(caught.value)
+    for attempt in (lambda: Warehouse(location, data="/nonexistent/"),
+                    lambda: PipelineSettings(warehouse=location)):  # fmt: skip
+        with pytest.raises(SettingsError, match="PGPASSWORD") as caught:
+            attempt()
+        assert "hunter2-secret" not in str(caught.value)
+        assert "password=***" in str(caught.value)
 
 
 _HOLD = """

@@ -22,6 +22,8 @@ from bizagi_etl.connector import SettingsError
 from bizagi_etl.connector.errors import StorageError
 from bizagi_etl.pipeline import lake as lake_module
 from bizagi_etl.pipeline.lake import Lake, open_lake
+from bizagi_etl.pipeline.object_lake import ObjectPartitionWriter
+from bizagi_etl.pipeline.settings import PipelineSettings
 from bizagi_etl.pipeline.warehouse import Warehouse
 
 AT = dt.datetime(2026, 11, 2, 3, 4, 5, tzinfo=dt.UTC)
@@ -84,6 +86,7 @@ _KILLED_WRITER = """
 import datetime as dt, pathlib, sys, time
 import pyarrow as pa
 from bizagi_etl.pipeline.lake import Lake, open_lake
+from bizagi_etl.pipeline.object_lake import ObjectPartitionWriter
 lake = open_lake(sys.argv[1])
 data = pa.table({"id": list(range(10)), "name": ["killed"] * 10})
 def hang(_staging):
@@ -147,8 +150,7 @@ def test_two_writers_of_one_partition_each_land_whole_and_the_later_commit_wins(
     early.write(_rows(3, "early"))
     late.write(_rows(2, "late"))
     late.commit()
-    time.sleep(1.1)  # S3 keeps modification times to the second or the millisecond
-    committed_last = early.commit()
+    committed_last = early.commit()  # within the same second: moto keeps seconds only
     assert lake.read("things").column("name").to_pylist() == ["early"] * 3
     assert lake.files("things") == list(committed_last.files)
 
@@ -213,11 +215,62 @@ def test_a_missing_bucket_and_an_unknown_scheme_are_named(s3):
         open_lake("nope://x/y")
 
 
+def test_a_commit_that_fails_after_its_marker_leaves_the_previous_version(s3_lake_uri, monkeypatch):
+    """The marker's PUT may land although the writer never hears back (a retried request, a
+    cancelled run): the failed commit takes its marker back, and a marker without files is
+    never the partition."""
+    lake = open_lake(s3_lake_uri)
+    _write(lake, "2025-01-02", _rows(3, "old"))
+
+    def lost(self, marker):
+        raise OSError("the connection dropped after the marker was sent")
+
+    monkeypatch.setattr(ObjectPartitionWriter, "_win_a_tie", lost)
+    with pytest.raises(OSError, match="dropped"):
+        _write(lake, "2025-01-02", _rows(5, "new"))
+    assert lake.read("things").column("name").to_pylist() == ["old"] * 3
+
+
+def test_a_live_writer_whose_files_a_sweep_took_fails_its_commit_and_loses_nothing(
+    s3_lake_uri, monkeypatch
+):
+    monkeypatch.setattr(lake_module, "ROWS_PER_PART", 1_000)
+    lake = open_lake(s3_lake_uri)
+    _write(lake, "2025-01-02", _rows(3, "old"))
+    slow = lake.open_partition("things", "day", "2025-01-02", SCHEMA, AT)
+    slow.write(_rows(1_500, "slow"))  # one part file in the bucket, idle from now on
+    other = open_lake(s3_lake_uri)
+    other.orphan_after = dt.timedelta(0)  # it takes the idle writer for a dead one
+    _write(other, "2025-01-03", _rows(1, "other run"))
+    with pytest.raises(
+        StorageError, match=r"files of this version vanished before its commit \(1 of 1"
+    ):
+        slow.commit()
+    assert lake.read("things").column("name").to_pylist() == ["old"] * 3 + ["other run"]
+
+
+def test_leftovers_of_a_folder_lake_copied_along_are_not_partitions(s3, s3_lake_uri, tmp_path):
+    folder = Lake(tmp_path / "lake")
+    written = _write(folder, "2025-01-02", _rows(4, "kept"))
+    import boto3
+
+    client = boto3.client("s3", endpoint_url=s3.endpoint)
+    bucket, prefix = _bucket_and_prefix(s3_lake_uri)
+    for key in ("things/day=2025-01-02/part-00000.parquet",
+                "things/_trash/day=2025-01-02.1234/part-00000.parquet",
+                "things/_staging/day=2025-01-03.abcd/part-00000.parquet"):  # fmt: skip
+        client.upload_file(str(written.files[0]), bucket, f"{prefix}/{key}")
+    lake = open_lake(s3_lake_uri)
+    assert lake.partitions("things") == [("day", "2025-01-02")]
+    assert lake.rows("things") == 4
+
+
 @pytest.mark.parametrize("location", ["s3://key:secret-value@bucket/lake",
                                       "s3://bucket/lake?secret_key=secret-value"])  # fmt: skip
 def test_credentials_in_the_lake_location_are_refused_unshown(location):
     """The location is shown in logs and Dagster's metadata: credentials come from the
-    environment only."""
-    with pytest.raises(SettingsError, match=r"BIZAGI_LAKE.*from the environment") as caught:
-        open_lake(location)
-    assert "secret-value" not in str(caught.value)
+    environment only, and the settings refuse it before a code location loads."""
+    for attempt in (lambda: open_lake(location), lambda: PipelineSettings(lake=location)):
+        with pytest.raises(SettingsError, match=r"BIZAGI_LAKE.*from the environment") as caught:
+            attempt()
+        assert "secret-value" not in str(caught.value)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 import random
-import re
 import tempfile
 import time
 from collections.abc import Callable
@@ -42,13 +41,6 @@ _CONFLICT = (
     "write-write conflict",
     "Transaction conflict",
 )
-_PASSWORD = re.compile(r"(password\s*=\s*)('[^']*'|\S+)", re.IGNORECASE)
-_URL_PASSWORD = re.compile(r"(://[^:/@\s]+:)[^@\s]+@")
-
-
-def shown(location: str) -> str:
-    """A location fit for logs and errors: a password in a connection string is masked."""
-    return _URL_PASSWORD.sub(r"\1***@", _PASSWORD.sub(r"\1***", location))
 
 
 def load_extension(con: duckdb.DuckDBPyConnection, name: str) -> None:

@@ -10,8 +10,12 @@ Readers (``files``, ``scan``, the warehouse's loads) take, per partition, the fi
 version committed last by the store's clock (the markers' modification times): the whole old
 version or the whole new one, never a mix, and one copy after a rerun. A writer killed before
 its marker leaves files no reader takes. Two writers of one partition each commit a whole
-version; the later commit is the partition, as the later swap is in a folder. A folder lake
-copied as is (``part-NNNNN.parquet``, no marker) reads as committed until a version replaces it.
+version; the later commit is the partition, as the later swap is in a folder (a store may keep
+modification times to the second: a commit tied with another's writes its marker again a second
+later). A commit first checks that all its files are still there, and a failed commit takes its
+marker back; a marker whose files are gone is never the partition. A folder lake copied as is
+(``part-NNNNN.parquet``, no marker) reads as committed until a version replaces it; the folder
+lake's leftovers (``_trash``, ``_staging``) are not partitions.
 
 Retiring. What no reader can need is deleted by the next write of the partition and by the first
 write of its table in a run (a sweep of the table): versions replaced by one that has been
@@ -33,6 +37,7 @@ import datetime as dt
 import json
 import logging
 import re
+import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
@@ -40,7 +45,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
 
 import pyarrow as pa
 import pyarrow.fs as pafs
@@ -50,7 +54,7 @@ from bizagi_etl.connector import SettingsError
 from bizagi_etl.connector.errors import StorageError
 from bizagi_etl.pipeline.lake import Lake, PartitionWriter, WrittenPartition
 from bizagi_etl.pipeline.schema import check_identifier
-from bizagi_etl.pipeline.settings import DEFAULT_LOCK_TIMEOUT
+from bizagi_etl.pipeline.settings import DEFAULT_LOCK_TIMEOUT, check_lake
 
 if TYPE_CHECKING:
     import pyarrow.dataset as ds
@@ -73,13 +77,7 @@ class ObjectLake(Lake):
     """The lake's interface over an object store; see the module's text for the guarantees."""
 
     def __init__(self, root: str, *, lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> None:
-        parts = urlsplit(root)
-        if "@" in parts.netloc or parts.query or parts.fragment:
-            raise SettingsError(
-                "setting 'lake' (BIZAGI_LAKE): expected scheme://bucket/prefix with nothing "
-                "else; credentials and options come from the environment (AWS_ACCESS_KEY_ID, "
-                "AWS_ENDPOINT_URL...), never from the location, which logs and metadata show"
-            )
+        check_lake(root)
         self.uri = root.rstrip("/")
         self.lock_timeout = lock_timeout
         self.retire_after = RETIRE_AFTER
@@ -231,6 +229,10 @@ class ObjectLake(Lake):
         """A file's path in the file system: its URI without the scheme's part."""
         return self._key(str(file).removeprefix(self.uri + "/"))
 
+    def folder_listing(self, folder: str) -> list[pafs.FileInfo]:
+        """What one partition's folder holds now."""
+        return self._list(folder, recursive=False)
+
     def _list(self, key: str, *, recursive: bool) -> list[pafs.FileInfo]:
         selector = pafs.FileSelector(key, allow_not_found=True, recursive=recursive)
         with self._errors("listing", key):
@@ -267,17 +269,19 @@ class ObjectPartitionWriter(PartitionWriter):
     def commit(self, before_swap: Callable[[Path], None] | None = None) -> WrittenPartition:
         """Write what is left, then the marker that makes this version the partition."""
         marker = f"{self.folder}/{MARKER}{self.version}.json"
+        marking = False
         try:
             self._flush()
             if before_swap is not None:
                 before_swap(self.target)
-            body = json.dumps({"version": self.version, "files": self.names, "rows": self.rows,
-                               "extracted_at": self.extracted_at.isoformat()})  # fmt: skip
-            with self._errors("committing", marker), self.store.fs.open_output_stream(
-                marker, metadata={"Content-Type": "application/json"}
-            ) as out:  # fmt: skip
-                out.write(body.encode())
+            self._check_files()
+            marking = True
+            self._put_marker(marker)
+            self._win_a_tie(marker)
         except BaseException:
+            if marking:  # the PUT may have landed even if this process never heard back
+                with _quiet():
+                    self.store.fs.delete_file(marker)
             self.abort()
             raise
         self.done = True
@@ -287,6 +291,42 @@ class ObjectPartitionWriter(PartitionWriter):
                   self.target.name, self.rows, len(files), self.version)  # fmt: skip
         return WrittenPartition(self.table, self.column, self.value,
                                 self.store.uri_of(self.folder), files, self.rows)  # fmt: skip
+
+    def _check_files(self) -> None:
+        """Every file of this version is still there: a run's sweep takes a writer idle for
+        ``ORPHAN_AFTER`` for a dead one, and a marker must never name a partial version."""
+        present = {e.base_name for e in self.store.folder_listing(self.folder)}
+        missing = [n for n in self.names if n not in present]
+        if missing:
+            raise StorageError(
+                f"lake {self.store.uri}: partition {self.table}/{self.target.name}: "
+                f"files of this version vanished before its commit ({len(missing)} of "
+                f"{len(self.names)}: another run's sweep took this writer, idle over "
+                f"{self.store.orphan_after}, for a dead one's); the partition keeps its previous "
+                f"version; rerun"
+            )
+
+    def _put_marker(self, marker: str) -> None:
+        body = json.dumps({"version": self.version, "files": self.names, "rows": self.rows,
+                           "extracted_at": self.extracted_at.isoformat()})  # fmt: skip
+        with self._errors("committing", marker), self.store.fs.open_output_stream(
+            marker, metadata={"Content-Type": "application/json"}
+        ) as out:  # fmt: skip
+            out.write(body.encode())
+
+    def _win_a_tie(self, marker: str) -> None:
+        """The later commit is the partition. A store that keeps modification times to the
+        second cannot tell two commits of one second apart, and the order falls back to the
+        later-begun: this commit then writes its marker again, a second later."""
+        for _attempt in range(3):
+            state = _folders(self.store.folder_listing(self.folder)).get(self.folder)
+            current = state.current() if state else None
+            if state is None or current in (None, self.version):
+                return
+            if state.committed_at(current) != state.committed_at(self.version):
+                return  # committed after this one: it is the partition, as a later swap is
+            time.sleep(1.0)
+            self._put_marker(marker)
 
     def _finish(self) -> None:
         """Drop this version's files: no marker names them, so no reader took them."""
@@ -323,6 +363,7 @@ def _version_of(name: str) -> str | None:
 
 
 _LEGACY_PART = re.compile(r"part-\d{5}\.parquet")
+_PARTITION = re.compile(r"(day|snapshot)=\d{4}-\d{2}-\d{2}")
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
@@ -345,9 +386,10 @@ class _Folder:
     def current(self) -> str | None:
         """The version committed last; a folder without markers but with the folder lake's
         files holds those."""
-        if self.markers:
-            return max(self.markers, key=self.order)
-        return LEGACY if LEGACY in self.files else None
+        live = [v for v in self.markers if self.files.get(v)]  # a commit has at least one file
+        if live:
+            return max(live, key=self.order)
+        return LEGACY if self.files.get(LEGACY) else None
 
     def retirable(
         self, now: dt.datetime, retire_after: dt.timedelta, orphan_after: dt.timedelta
@@ -355,13 +397,15 @@ class _Folder:
         """Paths no reader can need: versions committed before one that has been current for
         ``retire_after``, and files of versions never committed, idle for ``orphan_after``."""
         current = self.current()
-        settled = [self.order(v) for v in self.markers
-                   if now - (self.committed_at(v) or now) >= retire_after]  # fmt: skip
+        settled = [self.order(v) for v in self.markers if self.files.get(v)
+                   and now - (self.committed_at(v) or now) >= retire_after]  # fmt: skip
         cut = max(settled, default=None)
         old: list[str] = []
         for version in {*self.files, *self.markers} - {current}:
             files = [f.path for f in self.files.get(version, [])]
-            if version in self.markers or version == LEGACY:
+            if version in self.markers and not files:  # its files are gone: a dropped commit
+                old.append(self.markers[version].path)
+            elif version in self.markers or version == LEGACY:
                 if cut is not None and self.order(version) < cut:
                     marker = self.markers.get(version)
                     old += files + ([marker.path] if marker is not None else [])
@@ -373,12 +417,15 @@ class _Folder:
 
 
 def _folders(entries: Sequence[pafs.FileInfo]) -> dict[str, _Folder]:
-    """The listing of one or many partition folders, folder by folder."""
+    """The listing of one or many partition folders, folder by folder. Only partition folders
+    count: not the folder lake's leftovers (``_trash``, ``_staging``) a copy may bring."""
     folders: dict[str, _Folder] = defaultdict(_Folder)
     for entry in entries:
         folder, _, name = entry.path.rpartition("/")
+        parent, _, partition = folder.rpartition("/")
         version = _version_of(name)
-        if version is None:
+        inside = parent.rpartition("/")[2]  # the table, or a leftover folder inside it
+        if version is None or not _PARTITION.fullmatch(partition) or inside.startswith("_"):
             continue
         if name.startswith(MARKER):
             folders[folder].markers[version] = entry

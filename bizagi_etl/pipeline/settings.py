@@ -8,10 +8,12 @@ variable.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from bizagi_etl.connector import SettingsError, env_values
 
@@ -71,6 +73,8 @@ class PipelineSettings:
                 f"setting 'lock_timeout' (BIZAGI_LOCK_TIMEOUT): expected seconds >= 0, "
                 f"got {self.lock_timeout!r}"
             )
+        check_lake(self.lake)
+        check_warehouse(self.warehouse)
         if self.backfill_run_days is not None and self.backfill_run_days < 1:
             raise SettingsError(
                 f"setting 'backfill_run_days' (BIZAGI_BACKFILL_RUN_DAYS): expected a whole "
@@ -97,3 +101,36 @@ class PipelineSettings:
         """Settings from ``BIZAGI_*`` variables; keyword overrides that are not None win."""
         given = {k: v for k, v in overrides.items() if v is not None}
         return cls(**{**env_values(cls, PIPELINE_ENV_VARS, environ), **given})
+
+
+_PASSWORD = re.compile(r"(password\s*=\s*)('[^']*'|\S+)", re.IGNORECASE)
+_URL_PASSWORD = re.compile(r"(://[^:/@\s]+:)[^@\s]+@")
+
+
+def shown(location: str) -> str:
+    """A location fit for logs and errors: a password in a connection string is masked."""
+    return _URL_PASSWORD.sub(r"\1***@", _PASSWORD.sub(r"\1***", location))
+
+
+def check_lake(location: str) -> None:
+    """A lake on object storage is ``scheme://bucket/prefix``: credentials and options come
+    from the environment, never from the location, which logs and metadata show."""
+    if "://" not in location:
+        return
+    parts = urlsplit(location)
+    if parts.password is not None or parts.query or parts.fragment:
+        raise SettingsError(
+            "setting 'lake' (BIZAGI_LAKE): expected scheme://bucket/prefix with nothing "
+            "else; credentials and options come from the environment (AWS_ACCESS_KEY_ID, "
+            "AWS_ENDPOINT_URL...), never from the location, which logs and metadata show"
+        )
+
+
+def check_warehouse(location: str) -> None:
+    """A DuckLake's catalog string carries no password: libpq reads it from elsewhere."""
+    if shown(location) != location:
+        raise SettingsError(
+            f"setting 'warehouse' (BIZAGI_WAREHOUSE): {shown(location)} carries a password, "
+            f"which every log and Dagster's UI would show; give it to libpq instead: "
+            f"PGPASSWORD, ~/.pgpass or a service file (PGSERVICE)"
+        )

@@ -48,6 +48,8 @@ from bizagi_etl.pipeline.settings import (
     DEFAULT_MEMORY_LIMIT,
     DUCKLAKE,
     DUCKLAKE_MEMORY_LIMIT,
+    check_warehouse,
+    shown,
 )
 
 log = logging.getLogger(__name__)
@@ -127,13 +129,8 @@ class Warehouse:
         self.lock_timeout = lock_timeout
         self._temp_limit_stale = False  # see _measure_temp_limit
         self._object_store = False  # DuckDB's S3 secret made (a lake on object storage)
-        self.name = ducklake.shown(self.location)  # what logs and errors show: no password
-        if self.name != self.location:
-            raise SettingsError(
-                f"setting 'warehouse' (BIZAGI_WAREHOUSE): {self.name} carries a password, which "
-                f"every log and Dagster's UI would show; give it to libpq instead: PGPASSWORD, "
-                f"~/.pgpass or a service file (PGSERVICE)"
-            )
+        check_warehouse(self.location)
+        self.name = shown(self.location)
         self.path = Path(self.location)  # the DuckDB file
         self.sql_dir: Traversable = sql_dir or resources.files(SQL_PACKAGE)
         if self.ducklake:
@@ -170,7 +167,7 @@ class Warehouse:
             if _LOCKED in str(exc):  # a catalog in a file another process has open: wait
                 raise
             raise WarehouseError(
-                f"warehouse {self.name}: attaching the DuckLake failed: {ducklake.shown(str(exc))}"
+                f"warehouse {self.name}: attaching the DuckLake failed: {shown(str(exc))}"
                 f"; check BIZAGI_WAREHOUSE (ducklake:postgres:<libpq connection string> or "
                 f"ducklake:<file>; a password goes in PGPASSWORD or ~/.pgpass, not here) and "
                 f"BIZAGI_WAREHOUSE_DATA ({data or 'not set'})"
