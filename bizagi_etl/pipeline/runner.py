@@ -71,7 +71,8 @@ def run(
     """
     report = RunReport()
     streams = resolve_streams(client, catalog, list(names))
-    for stream in streams:
+    viewed = False
+    for i, stream in enumerate(streams):
         extracted_at = dt.datetime.now(dt.UTC)
         try:
             result = extract_stream(client, stream, lake, start=start, end=end,
@@ -83,7 +84,10 @@ def run(
         if warehouse is not None:
             with _opened(warehouse) as open_warehouse:
                 report.loaded |= load_result(open_warehouse, result, extracted_at)
-    if warehouse is not None:
+                if i == len(streams) - 1:  # the views in the same opening: one less open
+                    report.views = refresh_views(open_warehouse, catalog.all())
+                    viewed = True
+    if warehouse is not None and not viewed:
         with _opened(warehouse) as open_warehouse:
             report.views = refresh_views(open_warehouse, catalog.all())
     return report
