@@ -237,7 +237,7 @@ class Lake:
         for leftover in stale:
             _remove(leftover)
         for legacy in (base / TRASH, base / STAGING):
-            with _quiet():
+            with quietly():
                 legacy.rmdir()
         if stale or restored:
             log.warning("lake: %s: removed %d leftovers of killed runs, restored %d partitions",
@@ -651,7 +651,7 @@ class _FileLock:
         assert self.fd is not None
         now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         text = f"pid {os.getpid()} on {socket.gethostname()} since {now}\n".encode()
-        with _quiet():
+        with quietly():
             os.ftruncate(self.fd, 0)
             os.pwrite(self.fd, text, 0)
 
@@ -699,12 +699,13 @@ def _remove(path: Path) -> None:
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path, ignore_errors=True)
     else:
-        with _quiet():
+        with quietly():
             path.unlink()
 
 
 @contextmanager
-def _quiet() -> Iterator[None]:
+def quietly() -> Iterator[None]:
+    """Best-effort file operations: an OSError is only logged (cleanup of what no one reads)."""
     try:
         yield
     except OSError as exc:

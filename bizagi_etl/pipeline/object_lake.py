@@ -52,7 +52,7 @@ import pyarrow.parquet as pq
 
 from bizagi_etl.connector import SettingsError
 from bizagi_etl.connector.errors import StorageError
-from bizagi_etl.pipeline.lake import Lake, PartitionWriter, WrittenPartition
+from bizagi_etl.pipeline.lake import Lake, PartitionWriter, WrittenPartition, quietly
 from bizagi_etl.pipeline.schema import check_identifier
 from bizagi_etl.pipeline.settings import DEFAULT_LOCK_TIMEOUT, check_lake
 
@@ -138,12 +138,16 @@ class ObjectLake(Lake):
         """No lock to hold: versions and markers keep concurrent writers apart."""
         yield
 
-    def retire(self, folder: str, marker: str) -> None:
+    def retire(
+        self, folder: str, marker: str, entries: Sequence[pafs.FileInfo] | None = None
+    ) -> None:
         """Best effort, after a commit: delete what no reader can need in the partition's
         folder (``_Folder.retirable``), as of the commit's marker's time on the store's clock
-        (read from the same listing: no request more). A failure only leaves garbage."""
+        (read from the same listing: no request more). ``entries``: the folder's listing made
+        since the marker was written, if the caller has one. A failure only leaves garbage."""
         try:
-            entries = self._list(folder, recursive=False)
+            if entries is None:
+                entries = self._list(folder, recursive=False)
             mtimes = [e.mtime for e in entries if e.base_name == marker and e.mtime]
             self._retire(entries, _aware(mtimes[0]) if mtimes else self.store_now())
         except (OSError, StorageError) as exc:
@@ -178,7 +182,7 @@ class ObjectLake(Lake):
             for path in folder.retirable(now, self.retire_after, self.orphan_after)
         ]
         for path in old:
-            with _quiet():
+            with quietly():
                 self.fs.delete_file(path)
         if old:
             log.debug("lake: retired %d objects no reader needs", len(old))
@@ -277,15 +281,15 @@ class ObjectPartitionWriter(PartitionWriter):
             self._check_files()
             marking = True
             self._put_marker(marker)
-            self._win_a_tie(marker)
+            listing = self._win_a_tie(marker)
         except BaseException:
             if marking:  # the PUT may have landed even if this process never heard back
-                with _quiet():
+                with quietly():
                     self.store.fs.delete_file(marker)
             self.abort()
             raise
         self.done = True
-        self.store.retire(self.folder, marker.rsplit("/", 1)[-1])
+        self.store.retire(self.folder, marker.rsplit("/", 1)[-1], listing)
         files = tuple(self.store.uri_of(f"{self.folder}/{n}") for n in self.names)
         log.debug("lake: %s/%s <- %d rows in %d files (version %s)", self.table,
                   self.target.name, self.rows, len(files), self.version)  # fmt: skip
@@ -314,19 +318,22 @@ class ObjectPartitionWriter(PartitionWriter):
         ) as out:  # fmt: skip
             out.write(body.encode())
 
-    def _win_a_tie(self, marker: str) -> None:
+    def _win_a_tie(self, marker: str) -> list[pafs.FileInfo] | None:
         """The later commit is the partition. A store that keeps modification times to the
         second cannot tell two commits of one second apart, and the order falls back to the
-        later-begun: this commit then writes its marker again, a second later."""
+        later-begun: this commit then writes its marker again, a second later. Returns the
+        folder's listing as of the marker's last write, for retiring (None: not listed)."""
         for _attempt in range(3):
-            state = _folders(self.store.folder_listing(self.folder)).get(self.folder)
+            listing = self.store.folder_listing(self.folder)
+            state = _folders(listing).get(self.folder)
             current = state.current() if state else None
             if state is None or current in (None, self.version):
-                return
+                return listing
             if state.committed_at(current) != state.committed_at(self.version):
-                return  # committed after this one: it is the partition, as a later swap is
+                return listing  # committed after this one: it is the partition
             time.sleep(1.0)
             self._put_marker(marker)
+        return None
 
     def _finish(self) -> None:
         """Drop this version's files: no marker names them, so no reader took them."""
@@ -334,20 +341,12 @@ class ObjectPartitionWriter(PartitionWriter):
             return
         self.done = True
         if self.part is not None:
-            with _quiet():
+            with quietly():
                 self.part.close()
             self.part = None
         for index in range(len(self.names) + 1):
-            with _quiet():
+            with quietly():
                 self.store.fs.delete_file(self._part_path(index))
-
-
-@contextmanager
-def _quiet() -> Iterator[None]:
-    try:
-        yield
-    except OSError as exc:
-        log.debug("lake: ignored %s", exc)
 
 
 def _version_of(name: str) -> str | None:
