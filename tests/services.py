@@ -20,6 +20,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -117,24 +118,24 @@ class S3:
         """The standard variables a client of this server reads."""
         return {**S3_KEYS, "AWS_ENDPOINT_URL": self.endpoint}
 
-    def create_bucket(self, prefix: str = "bucket") -> str:
+    def client(self) -> Any:
+        """A boto3 client of this server, for what the tests set up or look at."""
         import boto3
 
+        return boto3.client("s3", endpoint_url=self.endpoint, region_name=S3_KEYS["AWS_REGION"],
+                            aws_access_key_id=S3_KEYS["AWS_ACCESS_KEY_ID"],
+                            aws_secret_access_key=S3_KEYS["AWS_SECRET_ACCESS_KEY"])  # fmt: skip
+
+    def create_bucket(self, prefix: str = "bucket") -> str:
         name = f"{prefix}-{uuid.uuid4().hex[:10]}"
-        client = boto3.client("s3", endpoint_url=self.endpoint, region_name=S3_KEYS["AWS_REGION"],
-                              aws_access_key_id=S3_KEYS["AWS_ACCESS_KEY_ID"],
-                              aws_secret_access_key=S3_KEYS["AWS_SECRET_ACCESS_KEY"])  # fmt: skip
-        client.create_bucket(Bucket=name)
+        self.client().create_bucket(Bucket=name)
         return name
 
     def keys(self, bucket: str, prefix: str = "") -> list[str]:
-        import boto3
-
-        client = boto3.client("s3", endpoint_url=self.endpoint, region_name=S3_KEYS["AWS_REGION"],
-                              aws_access_key_id=S3_KEYS["AWS_ACCESS_KEY_ID"],
-                              aws_secret_access_key=S3_KEYS["AWS_SECRET_ACCESS_KEY"])  # fmt: skip
         found: list[str] = []
-        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        pages = self.client().get_paginator("list_objects_v2").paginate(Bucket=bucket,
+                                                                        Prefix=prefix)  # fmt: skip
+        for page in pages:
             found.extend(o["Key"] for o in page.get("Contents", []))
         return sorted(found)
 

@@ -184,11 +184,9 @@ def test_a_folder_lake_copied_to_s3_as_is_reads_as_committed(s3, s3_lake_uri, tm
     until a version replaces it."""
     folder = Lake(tmp_path / "lake")
     written = _write(folder, "2025-01-02", _rows(4, "from the folder"))
-    import boto3
-
     bucket, prefix = _bucket_and_prefix(s3_lake_uri)
     key = f"{prefix}/things/day=2025-01-02/part-00000.parquet"
-    boto3.client("s3", endpoint_url=s3.endpoint).upload_file(str(written.files[0]), bucket, key)
+    s3.client().upload_file(str(written.files[0]), bucket, key)
     lake = open_lake(s3_lake_uri)
     assert lake.partitions("things") == [("day", "2025-01-02")]
     assert lake.read("things").column("name").to_pylist() == ["from the folder"] * 4
@@ -252,9 +250,7 @@ def test_a_live_writer_whose_files_a_sweep_took_fails_its_commit_and_loses_nothi
 def test_leftovers_of_a_folder_lake_copied_along_are_not_partitions(s3, s3_lake_uri, tmp_path):
     folder = Lake(tmp_path / "lake")
     written = _write(folder, "2025-01-02", _rows(4, "kept"))
-    import boto3
-
-    client = boto3.client("s3", endpoint_url=s3.endpoint)
+    client = s3.client()
     bucket, prefix = _bucket_and_prefix(s3_lake_uri)
     for key in ("things/day=2025-01-02/part-00000.parquet",
                 "things/_trash/day=2025-01-02.1234/part-00000.parquet",
