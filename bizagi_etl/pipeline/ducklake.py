@@ -92,9 +92,9 @@ def is_object_store(location: str) -> bool:
     return location.lower().startswith(OBJECT_SCHEMES)
 
 
-def use_object_store(con: duckdb.DuckDBPyConnection, environ: dict[str, str] | None = None) -> None:
+def use_object_store(con: duckdb.DuckDBPyConnection) -> None:
     """Let DuckDB read and write object storage with the standard credentials of S3."""
-    env = dict(os.environ if environ is None else environ)
+    env = os.environ
     load_extension(con, "httpfs")
     load_extension(con, "aws")
     options = ["TYPE s3", "PROVIDER credential_chain"]

@@ -128,7 +128,7 @@ class Warehouse:
         )
         self.lock_timeout = lock_timeout
         self._temp_limit_stale = False  # see _measure_temp_limit
-        self._object_store = False  # DuckDB's S3 secret made (a lake on object storage)
+        self._object_store = False  # DuckDB's S3 secret made (object storage data or lake)
         check_warehouse(self.location)
         self.name = shown(self.location)
         self.path = Path(self.location)  # the DuckDB file
@@ -162,6 +162,7 @@ class Warehouse:
             con.execute("SET temp_directory = ?", [str(spill)])  # not a .tmp in the cwd
             self._retry("attaching the DuckLake",
                         lambda: ducklake.attach(con, self.location, data))  # fmt: skip
+            self._object_store = ducklake.is_object_store(data or "")  # its secret is made
         except duckdb.Error as exc:
             con.close()
             if _LOCKED in str(exc):  # a catalog in a file another process has open: wait
