@@ -33,6 +33,7 @@ from bizagi_etl.emulator import EmulatorConfig, EmulatorServer
 from bizagi_etl.emulator.app import Emulated
 from bizagi_etl.emulator.server import AsgiServer
 from bizagi_etl.emulator.truth import export_truth
+from bizagi_etl.pipeline.lake import RETIRED, Lake
 
 # A fixed end keeps every test's data identical whatever day the suite runs.
 END = dt.date(2026, 11, 1)
@@ -184,6 +185,14 @@ def make_server() -> Callable[..., AbstractContextManager[EmulatorServer]]:
 
 
 # -- the warehouse a Dagster test run wrote (w.duckdb in its folder) ---------------------------
+
+
+def unfinished(lake: Lake, table: str) -> list[str]:
+    """What a folder lake's staging holds for ``table`` besides the versions that writes
+    replaced, which are kept a few seconds for readers (``Lake.keep_replaced``)."""
+    staging = lake.staging_dir(table)
+    entries = sorted(staging.iterdir()) if staging.exists() else []
+    return [p.name for p in entries if RETIRED not in p.name]
 
 
 def query(folder: Path, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:

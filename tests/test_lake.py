@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import errno
 import os
+import time
 from pathlib import Path
 
 import duckdb
@@ -14,10 +15,11 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
+from conftest import unfinished
 
 from bizagi_etl.connector.errors import SchemaError
 from bizagi_etl.pipeline import lake as lake_module
-from bizagi_etl.pipeline.lake import OLD, STAGING, TRASH, Lake, extracted_at_of, open_lake
+from bizagi_etl.pipeline.lake import OLD, RETIRED, STAGING, TRASH, Lake, extracted_at_of, open_lake
 
 AT = dt.datetime(2026, 11, 2, 3, 4, 5, tzinfo=dt.UTC)
 SCHEMA = pa.schema([("id", pa.int64()), ("name", pa.string())])
@@ -92,12 +94,22 @@ def test_rewrite_replaces_the_partition(any_lake):
     assert lake.extracted_at(written.files[0]) == AT
 
 
-def test_rewrite_in_a_folder_keeps_no_old_copy(tmp_path):
-    lake = Lake(tmp_path)
+def test_rewrite_in_a_folder_keeps_the_old_copy_only_a_few_seconds(tmp_path):
+    """A reader that opened the partition's folder just before the swap is still listing the
+    old version: it is kept ``keep_replaced`` seconds out of the table, then deleted by the
+    next commit or the end of the table's writing, whichever process that is."""
+    lake = Lake(tmp_path, keep_replaced=0.5)
     _write(lake, "2025-01-02", [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}])
     _write(lake, "2025-01-02", [{"id": 2, "name": "B"}])
     assert [p.name for p in (tmp_path / "things").iterdir()] == ["day=2025-01-02"]
-    assert list(lake.staging_dir("things").iterdir()) == [], "no old copy kept"
+    kept = list(lake.staging_dir("things").iterdir())
+    assert [RETIRED in p.name for p in kept] == [True], "the old version, out of the table"
+    assert pq.read_table(kept[0] / "part-00000.parquet").num_rows == 2
+    assert lake.read("things").to_pylist() == [{"id": 2, "name": "B"}]
+    time.sleep(0.6)
+    with Lake(tmp_path, keep_replaced=0.5).writing("things"):  # another run of the table
+        pass
+    assert list(lake.staging_dir("things").iterdir()) == [], "deleted once old enough"
 
 
 def test_batches_with_new_columns_are_unified(any_lake):
@@ -153,7 +165,7 @@ def test_crash_while_writing_leaves_the_old_partition(any_lake):
     _write(lake, "2025-01-02", [{"id": 1, "name": "new"}])
     assert lake.read("things").to_pylist() == [{"id": 1, "name": "new"}]
     if isinstance(any_lake.root, Path):
-        assert list(lake.staging_dir("things").iterdir()) == []
+        assert unfinished(lake, "things") == []
 
 
 def test_new_versions_are_staged_outside_the_table_and_swapped_whole(tmp_path):
@@ -241,12 +253,12 @@ def test_without_rename_exchange_two_renames_replace_and_repair(tmp_path, monkey
     _write(lake, "2025-01-02", [{"id": 1, "name": "a"}])
     written = _write(lake, "2025-01-02", [{"id": 1, "name": "b"}])
     assert lake.read("things").to_pylist() == [{"id": 1, "name": "b"}]
-    assert list(lake.staging_dir("things").iterdir()) == []
+    assert unfinished(lake, "things") == []
     _aside(lake, written, lake.staging_dir("things"), f"day=2025-01-02.deadbeef{OLD}")
     busy = Lake(tmp_path).open_partition("things", "day", "2025-01-09", SCHEMA, AT)  # no sweep
     _write(lake, "2025-01-03", [{"id": 5, "name": "other day"}])
     assert sorted(r["id"] for r in lake.read("things").to_pylist()) == [1, 5]
-    assert [p.name for p in lake.staging_dir("things").iterdir()] == [busy.staging.name]
+    assert unfinished(lake, "things") == [busy.staging.name]
     busy.abort()
 
 

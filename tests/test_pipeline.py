@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-from conftest import SMALL, settings_for
+from conftest import SMALL, settings_for, unfinished
 
 from bizagi_etl.connector.client import BizagiClient
 from bizagi_etl.connector.settings import BizagiSettings
@@ -223,8 +223,7 @@ def test_crash_before_swap_keeps_the_old_partition(small_server, tmp_path):
     assert all(readable[p].equals(t) for p, t in old_files.items())
     _, after, _ = _extract_cases(small_server, tmp_path, start, end)
     assert after == before
-    staging = lake.staging_dir("cases")
-    assert not staging.exists() or not any(staging.iterdir()), "the next run cleans up"
+    assert unfinished(lake, "cases") == [], "the next run cleans up"
 
 
 def test_drift_adds_columns_without_losing_rows(make_server, tmp_path):
@@ -278,7 +277,7 @@ def test_a_snapshot_whose_second_table_cannot_open_leaves_nothing_behind(
     monkeypatch.setattr(Lake, "open_partition", second_fails)
     with BizagiClient(settings_for(small_server)) as client, pytest.raises(StorageError):
         extract_stream(client, Catalog.load().get("inbox"), lake)
-    assert list(lake.staging_dir("inbox").iterdir()) == []
+    assert unfinished(lake, "inbox") == []
     monkeypatch.setattr(Lake, "open_partition", real)
     with BizagiClient(settings_for(small_server)) as client:
         result = extract_stream(client, Catalog.load().get("inbox"), lake)

@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 import pytest
+from conftest import unfinished
 
 from bizagi_etl.connector.errors import LockError, StorageError
 from bizagi_etl.pipeline import lake as lake_module
@@ -113,7 +114,7 @@ def _assert_no_debris(lake: Lake) -> None:
     assert sorted(p.name for p in table.iterdir() if not p.name.startswith("day=")) == []
     assert not (table / TRASH).exists()
     assert not (table / STAGING).exists()
-    assert list(lake.staging_dir("things").iterdir()) == []
+    assert unfinished(lake, "things") == []
     assert all(p.suffix in (".lock", ".swap") for p in (lake.root / LOCKS).iterdir())
     top = sorted(p.name for p in lake.root.iterdir())
     assert top == sorted({LOCKS, STAGING, "things"}), top
@@ -239,8 +240,7 @@ def test_kill_9_at_random_moments_then_another_window_leaves_every_partition_who
         writer.send_signal(signal.SIGKILL)
         writer.wait(timeout=30)
         _assert_whole(lake, [int(v[-2:]) - 1 for _, v in lake.partitions("things")])
-        staged = lake.staging_dir("things")
-        debris_seen += bool(staged.exists() and any(staged.iterdir()))
+        debris_seen += bool(unfinished(lake, "things"))
     assert debris_seen >= 5, "the kills should have left staging behind"
     other = _writer(root, 6, 9, 1)  # a different window: days 6 to 8
     _, err = other.communicate(timeout=60)
@@ -276,7 +276,7 @@ def test_a_full_disk_while_writing_the_lake_keeps_the_old_partition(tmp_path):
         assert "keeps its previous one" in message
         assert "free space" in message
         assert lake.read("things").column("version").to_pylist() == [1] * 10
-        assert list(lake.staging_dir("things").iterdir()) == [], "staging cleaned"
+        assert unfinished(lake, "things") == [], "staging cleaned"
         assert _free(disk) >= free - 64 * 1024, "the space came back"
         lake.write_partition("things", "day", _day(0), [_batch(5, 3)], SCHEMA, key=["id"],
                              extracted_at=AT)  # fmt: skip
@@ -533,4 +533,4 @@ def test_a_partition_created_meanwhile_by_another_writer_is_exchanged(tmp_path, 
     assert calls == [lake_module.RENAME_EXCHANGE, lake_module.RENAME_NOREPLACE,
                      lake_module.RENAME_EXCHANGE]  # fmt: skip
     assert lake.read("things").column("version").to_pylist() == [1, 1, 1]
-    assert list(lake.staging_dir("things").iterdir()) == []
+    assert unfinished(lake, "things") == []

@@ -9,8 +9,14 @@ Writing. A partition's new version is written whole into its own staging folder,
 (this module, DuckDB's ``read_parquet('{table}/day=*/*.parquet')`` or ``'{table}/**/*.parquet'``,
 a pyarrow dataset) ever lists it. It is then swapped in with one ``renameat2(RENAME_EXCHANGE)``:
 the partition's path names the whole old version, then the whole new one, never nothing and
-never both; the old version, now at the staging path, is deleted. A new partition is moved in
-with ``renameat2(RENAME_NOREPLACE)``. Where the exchange is not supported (not Linux, or a file
+never both. A new partition is moved in with ``renameat2(RENAME_NOREPLACE)``. The old version,
+now at the staging path, is renamed ``{name}.{token}.retired-{ns}`` and deleted only once it is
+``keep_replaced`` seconds old (5 by default), by a later commit or the end of the table's
+writing in any process: a reader that opened the partition's folder just before the swap is
+still listing it, and deleting its files at once would hide the whole day from that listing
+(DuckDB's glob did miss one that way). Files a reader has already opened stay readable anyway.
+So for a few seconds after a run the lake's ``_staging`` may hold such versions; no reader
+lists them. Where the exchange is not supported (not Linux, or a file
 system without it, e.g. NFS), the swap takes two renames under the table's swap lock; between
 them the partition is briefly absent from its folder (this module's readers then read it from
 staging, a glob misses it) and a crash there leaves it in staging until the next write of the
@@ -40,6 +46,7 @@ import datetime as dt
 import errno
 import functools
 import logging
+import math
 import os
 import re
 import shutil
@@ -80,6 +87,8 @@ STREAM_ROW_GROUP = 32 * 1024
 STAGING, LOCKS = "_staging", "_locks"  # folders of the lake's root, never of a table
 TRASH = "_trash"  # earlier versions' folder inside a table: emptied by the next write
 OLD = ".old"  # suffix of a version put aside by a two-rename swap
+RETIRED = ".retired-"  # a replaced version kept a moment for readers: {name}.{token}.retired-{ns}
+KEEP_REPLACED = 5.0  # seconds a replaced version is kept before it is deleted
 _VALUE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _COLUMNS = ("day", "snapshot")
 META_EXTRACTED_AT = b"bizagi_etl.extracted_at"
@@ -96,15 +105,23 @@ class WrittenPartition:
 
 
 class Lake:
-    def __init__(self, root: Path, *, lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+        keep_replaced: float = KEEP_REPLACED,
+    ) -> None:
         try:
             self.root = Path(root).resolve()
         except (OSError, RuntimeError) as exc:
             raise StorageError(f"lake {root}: the path cannot be resolved: {exc}") from None
         self.lock_timeout = lock_timeout
+        self.keep_replaced = keep_replaced
         self._table_dirs: dict[str, Path] = {}  # checked once: resolve() stats every component
         self._mutex = threading.Lock()  # the table locks below, shared by this lake's threads
         self._held: dict[str, _Held] = {}
+        self._dropped: dict[str, float] = {}  # table -> when its replaced versions were dropped
         check_folder(self.root, f"lake {self.root}", "BIZAGI_LAKE")
 
     def __repr__(self) -> str:
@@ -214,8 +231,21 @@ class Lake:
             held = self._held[table]
             held.users -= 1
             if held.users == 0 and held.lock is not None:
+                self.drop_replaced(table)
                 held.lock.close()
                 held.lock = None
+
+    def drop_replaced(self, table: str, *, at_most_every: float = 0.0) -> None:
+        """Delete the table's replaced versions once they are ``keep_replaced`` seconds old
+        (whoever retired them), listing its staging folder at most every ``at_most_every`` s."""
+        now = time.monotonic()
+        if now - self._dropped.get(table, -math.inf) < at_most_every:
+            return
+        self._dropped[table] = now
+        now_ns = time.time_ns()
+        for old in _entries(self.staging_dir(table)):
+            if _retired_for(old, now_ns) >= self.keep_replaced:
+                _remove(old)
 
     def _sweep(self, table: str) -> None:
         """Holding the table's lock exclusively: every leftover is stale, its writer dead.
@@ -233,7 +263,13 @@ class Lake:
                     log.warning("lake: restoring %s, which a killed run left aside", target)
                     os.rename(old, target)
                     restored += 1
-        stale = [*_entries(staged), *_entries(base / TRASH), *_entries(base / STAGING)]
+        self.drop_replaced(table)
+        now = time.time_ns()
+        stale = [
+            *(p for p in _entries(staged) if _retired_for(p, now) < 0),  # not a young replaced one
+            *_entries(base / TRASH),
+            *_entries(base / STAGING),
+        ]
         for leftover in stale:
             _remove(leftover)
         for legacy in (base / TRASH, base / STAGING):
@@ -481,7 +517,9 @@ class PartitionWriter:
         except BaseException:
             self.abort()
             raise
-        self._finish()  # the staging path now holds the previous version, or nothing
+        self._retire_replaced()
+        self._finish()
+        self.lake.drop_replaced(self.table, at_most_every=1.0)  # a backfill commits hundreds/s
         files = tuple(self.target / n for n in self.names)
         log.debug("lake: %s/%s <- %d rows in %d files", self.table, self.target.name, self.rows,
                   len(files))  # fmt: skip
@@ -490,6 +528,13 @@ class PartitionWriter:
     def abort(self) -> None:
         """Drop the new version; the previous partition stays as it was. Safe to repeat."""
         self._finish()
+
+    def _retire_replaced(self) -> None:
+        """After the swap the staging path holds the replaced version (or nothing): keep it a
+        moment for readers still listing it (see the module's docstring)."""
+        if self.staging.exists():
+            with quietly():  # else _finish deletes it at once
+                os.rename(self.staging, f"{self.staging}{RETIRED}{time.time_ns()}")
 
     def _finish(self) -> None:
         if self.done:
@@ -553,7 +598,7 @@ def _swap_by_two_renames(lake: Lake, table: str, staging: Path, target: Path) ->
             old = staging.parent / f"{staging.name}{OLD}"
             os.rename(target, old)
             os.rename(staging, target)
-            _remove(old)
+            os.rename(old, staging)  # retired by the commit, as after an exchange
         else:
             os.rename(staging, target)
     finally:
@@ -688,6 +733,12 @@ def _entries(folder: Path) -> list[Path]:
         return []
     with entries:
         return sorted(folder / e.name for e in entries)
+
+
+def _retired_for(path: Path, now_ns: int) -> float:
+    """Seconds since ``path``, a replaced version, was retired; -1 if it is no such version."""
+    stamp = path.name.rpartition(RETIRED)[2] if RETIRED in path.name else ""
+    return max(0.0, (now_ns - int(stamp)) / 1e9) if stamp.isdigit() else -1.0
 
 
 def _is_partition(name: str) -> bool:
