@@ -36,6 +36,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/emulator_bench.py
 	$(BIN)/python benchmarks/pipeline_bench.py
 	$(BIN)/python benchmarks/odata_bench.py
+	$(BIN)/python benchmarks/odata_bench.py --latency-ms 10 --out benchmarks/results/odata_10ms.md
 	$(BIN)/python benchmarks/scale_bench.py
 
 emulator: $(STAMP)

@@ -90,14 +90,14 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _emulator(rows: int, log: Path) -> tuple[subprocess.Popen[bytes], str]:
+def _emulator(rows: int, log: Path, latency_ms: float) -> tuple[subprocess.Popen[bytes], str]:
     """Start the emulator in its own process and wait until it hands out tokens."""
     import httpx
 
     port = _free_port()
     command = [sys.executable, "-m", "bizagi_etl.cli", "emulator", "--flavor", "standard",
                "--port", str(port), "--claims", str(rows), "--cases", "1000",
-               "--page-cap", str(PAGE_CAP)]  # fmt: skip
+               "--page-cap", str(PAGE_CAP), "--latency-ms", str(latency_ms)]  # fmt: skip
     with log.open("wb") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
@@ -258,7 +258,11 @@ def _version(package: str) -> str:
 
 
 def _markdown(
-    medians: dict[str, dict[str, float]], rows: int, repeats: int, contenders: list[str]
+    medians: dict[str, dict[str, float]],
+    rows: int,
+    repeats: int,
+    contenders: list[str],
+    latency_ms: float,
 ) -> str:
     def rate(name: str) -> float:
         return medians[name]["rows"] / medians[name]["seconds"]
@@ -270,7 +274,8 @@ def _markdown(
             "peak RSS MB (median)", "x dlt RSS", "notes"]  # fmt: skip
     lines = [
         f"OData benchmark ({machine}; {versions}; {rows:,} rows of {ENTITY_PATH}, page cap "
-        f"{PAGE_CAP}, median of {repeats}; `benchmarks/odata_bench.py --rows {rows} "
+        f"{PAGE_CAP}, {latency_ms:g} ms added to each answer, median of {repeats}; "
+        f"`benchmarks/odata_bench.py --rows {rows} --latency-ms {latency_ms:g} "
         f"--repeats {repeats} --contenders {','.join(contenders)}`)",
         "",
         "| " + " | ".join(head) + " |",
@@ -291,6 +296,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--rows", type=int, default=200_000, help="rows of the Claims set")
     parser.add_argument("--repeats", type=int, default=3, help="runs per contender (median)")
+    parser.add_argument("--latency-ms", type=float, default=0.0, help=(
+        "added to each of the emulator's answers (+-25%%): 0 puts the server's own work on "
+        "this machine's cores, a few ms is a server across a LAN"))  # fmt: skip
     parser.add_argument("--contenders", default=",".join(CONTENDERS), help="comma list")
     parser.add_argument("--out", type=Path, default=RESULTS / "odata.md", help="table file")
     parser.add_argument("--run", help=argparse.SUPPRESS)  # inside a contender's process
@@ -311,7 +319,7 @@ def main() -> None:
     if "dlt_tuned" in contenders and _version("dlt") == "not installed":
         raise SystemExit("dlt is not installed: pip install -e '.[bench]'")
     emulator_log = Path(tempfile.mkstemp(prefix="odata-bench-emulator-", suffix=".log")[1])
-    emulator, base = _emulator(args.rows, emulator_log)
+    emulator, base = _emulator(args.rows, emulator_log, args.latency_ms)
     runs: dict[str, list[dict[str, float]]] = {c: [] for c in contenders}
     try:
         for repeat in range(1, args.repeats + 1):
@@ -328,7 +336,7 @@ def main() -> None:
         c: {key: statistics.median(run[key] for run in runs[c]) for key in runs[c][0]}
         for c in contenders
     }
-    table = _markdown(medians, args.rows, args.repeats, contenders)
+    table = _markdown(medians, args.rows, args.repeats, contenders, args.latency_ms)
     print(table)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(table + "\n")
