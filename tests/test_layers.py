@@ -9,7 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import duckdb
 import pytest
+
+from bizagi_etl.pipeline.lake import Lake
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ["bizagi_etl", "bizagi_etl.connector", "bizagi_etl.pipeline", "bizagi_etl.emulator"]
@@ -183,6 +186,31 @@ def test_an_extraction_run_loads_neither_pandas_nor_duckdb(small_server, tmp_pat
     assert result.returncode == 0, result.stderr
     assert "LOADED []" in result.stdout, result.stdout
     assert list((tmp_path / "lake" / "cases").glob("day=2025-06-01/*.parquet"))
+
+
+def test_a_run_that_loads_the_warehouse_still_leaves_pandas_out(small_server, tmp_path):
+    """The load binds no parameter (DuckDB's Python client imports pandas, 46 MB, to check
+    any), so a whole CLI run, lake, warehouse and views, holds duckdb but not pandas."""
+    probe = (
+        "import atexit, sys\n"
+        "atexit.register(lambda: print('LOADED', sorted(m for m in ('pandas', 'duckdb') "
+        "if m in sys.modules)))\n"
+        "from bizagi_etl.cli import main\n"
+        "main(['extract', 'cases', '--start', '2025-06-01', '--end', '2025-06-15'])\n"
+    )
+    env = {"PATH": "/usr/bin:/bin", "BIZAGI_BASE_URL": small_server.base_url,
+           "BIZAGI_CLIENT_ID": small_server.client_id,
+           "BIZAGI_CLIENT_SECRET": small_server.client_secret,
+           "BIZAGI_LAKE": str(tmp_path / "lake"),
+           "BIZAGI_WAREHOUSE": str(tmp_path / "w.duckdb")}  # fmt: skip
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            cwd=ROOT, env=env, timeout=120)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "LOADED ['duckdb']" in result.stdout, result.stdout
+    with duckdb.connect(str(tmp_path / "w.duckdb"), read_only=True) as con:
+        (landed,) = con.execute("SELECT count(*) FROM bizagi.cases").fetchone()
+        (viewed,) = con.execute("SELECT sum(cases) FROM analytics.cases_per_process_day").fetchone()
+    assert landed == viewed == Lake(tmp_path / "lake").rows("cases") > 0
 
 
 def test_pandas_deferred_by_extraction_still_comes_when_asked_for():

@@ -28,6 +28,7 @@ from typing import TypeVar
 import duckdb
 
 from bizagi_etl.connector import SettingsError, WarehouseError
+from bizagi_etl.pipeline import sql_literals
 from bizagi_etl.pipeline.settings import DUCKLAKE
 
 T = TypeVar("T")
@@ -74,7 +75,7 @@ def _writable_extension_folder(con: duckdb.DuckDBPyConnection) -> None:
     if target is not None and os.access(target, os.W_OK):
         return
     folder = Path(tempfile.gettempdir()) / f"bizagi-duckdb-extensions-{os.getuid()}"
-    con.execute("SET extension_directory = ?", [str(folder)])
+    con.execute(f"SET extension_directory = {sql_literals.string(str(folder))}")
 
 
 def _install_online(con: duckdb.DuckDBPyConnection, name: str) -> None:
@@ -100,7 +101,7 @@ def use_object_store(con: duckdb.DuckDBPyConnection) -> None:
     options = ["TYPE s3", "PROVIDER credential_chain"]
     region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
     if region:
-        options.append(f"REGION {_literal(region)}")
+        options.append(f"REGION {sql_literals.string(region)}")
     endpoint = env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL")
     if endpoint:
         scheme, _, host = endpoint.rstrip("/").partition("://")
@@ -109,7 +110,11 @@ def use_object_store(con: duckdb.DuckDBPyConnection) -> None:
                 f"AWS_ENDPOINT_URL: expected a URL such as http://127.0.0.1:9000, got {endpoint!r}"
             )
         use_ssl = "true" if scheme.lower() == "https" else "false"
-        options += [f"ENDPOINT {_literal(host)}", "URL_STYLE 'path'", f"USE_SSL {use_ssl}"]
+        options += [
+            f"ENDPOINT {sql_literals.string(host)}",
+            "URL_STYLE 'path'",
+            f"USE_SSL {use_ssl}",
+        ]
     con.execute(f"CREATE OR REPLACE SECRET bizagi_s3 ({', '.join(options)})")
     # An upload's part is its largest file over 10,000 parts: DuckDB's default 800GB made
     # each part buffer 80 MB, beyond the warehouse's memory limit. 100GB: 10 MB parts.
@@ -128,10 +133,10 @@ def attach(
         use_object_store(con)
     options = ["DATA_INLINING_ROW_LIMIT 0"]  # rows in Parquet files, not in the catalog
     if data:
-        options.append(f"DATA_PATH {_literal(data)}")
+        options.append(f"DATA_PATH {sql_literals.string(data)}")
     if read_only:
         options.append("READ_ONLY")
-    con.execute(f"ATTACH {_literal(location)} AS {CATALOG} ({', '.join(options)})")
+    con.execute(f"ATTACH {sql_literals.string(location)} AS {CATALOG} ({', '.join(options)})")
     con.execute(f"USE {CATALOG}")
 
 
@@ -158,7 +163,3 @@ def retrying(what: str, run: Callable[[], T], *, timeout: float, log: Callable[.
                 "%.2f s", what, attempt, pause)  # fmt: skip
         time.sleep(pause)
         pause, attempt = min(pause * 2, 2.0) * random.uniform(0.75, 1.25), attempt + 1
-
-
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"

@@ -46,25 +46,13 @@ def view_specs() -> list[dg.AssetSpec]:
 
 def _view(warehouse: Warehouse, view: str) -> dict[str, Any]:
     """Rows and columns (name -> type) of one analytics view."""
-    columns = warehouse.query(
-        "SELECT column_name, data_type FROM information_schema.columns "
-        "WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
-        [ANALYTICS, view],
-    )
-    name = ANALYTICS + '."' + view.replace('"', '""') + '"'  # bound, never pasted into SQL
-    ((rows,),) = warehouse.query("SELECT count(*) FROM query_table(?)", [name])
-    assert isinstance(rows, int)
-    return {"rows": rows, "columns": {str(n): str(t) for n, t in columns}}
+    columns = warehouse.columns(view, schema=ANALYTICS)
+    return {"rows": warehouse.count(view, schema=ANALYTICS), "columns": columns}
 
 
 def _latest_views(warehouse: Warehouse) -> list[str]:
     """The ``latest_<table>`` views present for the tables of the snapshot streams."""
-    listed = warehouse.query(
-        "SELECT table_name FROM information_schema.tables "
-        "WHERE table_schema = ? AND table_type = 'VIEW'",
-        [ANALYTICS],
-    )
-    present = {str(r[0]) for r in listed}
+    present = set(warehouse.views())
     tables = set(warehouse.tables())
     wanted = {f"latest_{t}" for s in _snapshot_streams() for t, _ in s.tables_among(tables)}
     return sorted(wanted & present)
