@@ -119,6 +119,7 @@ def run_extract(base: str, workdir: Path, workers: int) -> dict[str, float]:
     from bizagi_etl.pipeline import (
         Catalog,
         Lake,
+        defer_pandas,
         extract_stream,
         freeze_imports,
         load_result,
@@ -128,6 +129,7 @@ def run_extract(base: str, workdir: Path, workers: int) -> dict[str, float]:
     settings = BizagiSettings(base_url=base, client_id=CLIENT[0], client_secret=Secret(CLIENT[1]),
                               page_size=1000, max_concurrency=workers)  # fmt: skip
     use_system_allocator()  # as `bizagi-etl extract` does
+    defer_pandas()
     freeze_imports()
     began = time.perf_counter()
     at = dt.datetime.now(dt.UTC)
