@@ -28,7 +28,7 @@ from typing import TypeVar
 import duckdb
 
 from bizagi_etl.connector import SettingsError, WarehouseError
-from bizagi_etl.pipeline import sql_literals
+from bizagi_etl.pipeline import sql_literals as lit
 from bizagi_etl.pipeline.settings import DUCKLAKE
 
 T = TypeVar("T")
@@ -75,7 +75,7 @@ def _writable_extension_folder(con: duckdb.DuckDBPyConnection) -> None:
     if target is not None and os.access(target, os.W_OK):
         return
     folder = Path(tempfile.gettempdir()) / f"bizagi-duckdb-extensions-{os.getuid()}"
-    con.execute(f"SET extension_directory = {sql_literals.string(str(folder))}")
+    con.execute(f"SET extension_directory = {lit.string(str(folder))}")
 
 
 def _install_online(con: duckdb.DuckDBPyConnection, name: str) -> None:
@@ -101,7 +101,7 @@ def use_object_store(con: duckdb.DuckDBPyConnection) -> None:
     options = ["TYPE s3", "PROVIDER credential_chain"]
     region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
     if region:
-        options.append(f"REGION {sql_literals.string(region)}")
+        options.append(f"REGION {lit.string(region)}")
     endpoint = env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL")
     if endpoint:
         scheme, _, host = endpoint.rstrip("/").partition("://")
@@ -111,7 +111,7 @@ def use_object_store(con: duckdb.DuckDBPyConnection) -> None:
             )
         use_ssl = "true" if scheme.lower() == "https" else "false"
         options += [
-            f"ENDPOINT {sql_literals.string(host)}",
+            f"ENDPOINT {lit.string(host)}",
             "URL_STYLE 'path'",
             f"USE_SSL {use_ssl}",
         ]
@@ -133,10 +133,10 @@ def attach(
         use_object_store(con)
     options = ["DATA_INLINING_ROW_LIMIT 0"]  # rows in Parquet files, not in the catalog
     if data:
-        options.append(f"DATA_PATH {sql_literals.string(data)}")
+        options.append(f"DATA_PATH {lit.string(data)}")
     if read_only:
         options.append("READ_ONLY")
-    con.execute(f"ATTACH {sql_literals.string(location)} AS {CATALOG} ({', '.join(options)})")
+    con.execute(f"ATTACH {lit.string(location)} AS {CATALOG} ({', '.join(options)})")
     con.execute(f"USE {CATALOG}")
 
 

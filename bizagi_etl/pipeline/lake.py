@@ -16,8 +16,8 @@ writing in any process: a reader that opened the partition's folder just before 
 still listing it, and deleting its files at once would hide the whole day from that listing
 (DuckDB's glob did miss one that way). Files a reader has already opened stay readable anyway.
 So for a few seconds after a run the lake's ``_staging`` may hold such versions; no reader
-lists them. Where the exchange is not supported (not Linux, or a file
-system without it, e.g. NFS), the swap takes two renames under the table's swap lock; between
+lists them. Where the exchange is not supported (not Linux, or a file system without it, e.g.
+NFS), the swap takes two renames under the table's swap lock; between
 them the partition is briefly absent from its folder (this module's readers then read it from
 staging, a glob misses it) and a crash there leaves it in staging until the next write of the
 table puts it back.
