@@ -33,7 +33,7 @@ from bizagi_etl.emulator import EmulatorConfig, EmulatorServer
 from bizagi_etl.emulator.app import Emulated
 from bizagi_etl.emulator.server import AsgiServer
 from bizagi_etl.emulator.truth import export_truth
-from bizagi_etl.pipeline.lake import RETIRED, Lake
+from bizagi_etl.pipeline.lake import Lake
 
 # A fixed end keeps every test's data identical whatever day the suite runs.
 END = dt.date(2026, 11, 1)
@@ -188,11 +188,10 @@ def make_server() -> Callable[..., AbstractContextManager[EmulatorServer]]:
 
 
 def unfinished(lake: Lake, table: str) -> list[str]:
-    """What a folder lake's staging holds for ``table`` besides the versions that writes
-    replaced, which are kept a few seconds for readers (``Lake.keep_replaced``)."""
+    """What a folder lake's staging holds for ``table``: versions being written, or left by a
+    killed run (the versions writes replaced wait beside it, in ``Lake.retired_dir``)."""
     staging = lake.staging_dir(table)
-    entries = sorted(staging.iterdir()) if staging.exists() else []
-    return [p.name for p in entries if RETIRED not in p.name]
+    return sorted(p.name for p in staging.iterdir()) if staging.exists() else []
 
 
 def query(folder: Path, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:

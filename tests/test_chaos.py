@@ -243,12 +243,9 @@ def assert_truth(folder: Path, truth: dict, start: dt.date, end: dt.date, why: s
 def assert_no_debris(folder: Path, why: str = "") -> None:
     lake = folder / "lake"
     staging = lake / "_staging"
-    # The lake keeps one staging folder per table; nothing may be left inside them but the
-    # versions its writes replaced, which it keeps a few seconds for readers still listing them.
-    left = [
-        p for p in staging.rglob("*")
-        if (p.parent != staging or not p.is_dir()) and RETIRED not in str(p.relative_to(staging))
-    ]  # fmt: skip
+    # The lake keeps one (empty) staging folder per table, and one for the versions a write
+    # replaced, which a run deletes a moment later, before it exits: nothing may be inside.
+    left = [p for p in staging.rglob("*") if p.parent != staging or not p.is_dir()]
     assert not left, f"left in {staging}: {sorted(map(str, left))[:10]}{why}"
     stray = [p for p in folder.rglob("*") if p.name.endswith((".tmp", ".old", ".wal"))]
     # DuckDB checkpoints when the last connection closes and removes its WAL; a run that ended
@@ -308,7 +305,7 @@ def staged(folder: Path) -> set[Path]:
     """Partitions in the lake's staging: being written, or left there by a killed run."""
     staging = folder / "lake" / "_staging"
     found = staging.glob("*/*") if staging.exists() else []
-    return {p for p in found if RETIRED not in p.name}  # not a replaced version, kept a moment
+    return {p for p in found if not p.parent.name.endswith(RETIRED)}  # not a replaced version
 
 
 def kill_once(server: EmulatorServer, folder: Path, aim: str, timing: Timing,

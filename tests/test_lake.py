@@ -7,6 +7,9 @@ from __future__ import annotations
 import datetime as dt
 import errno
 import os
+import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -19,7 +22,7 @@ from conftest import unfinished
 
 from bizagi_etl.connector.errors import SchemaError
 from bizagi_etl.pipeline import lake as lake_module
-from bizagi_etl.pipeline.lake import OLD, RETIRED, STAGING, TRASH, Lake, extracted_at_of, open_lake
+from bizagi_etl.pipeline.lake import OLD, STAGING, TRASH, Lake, extracted_at_of, open_lake
 
 AT = dt.datetime(2026, 11, 2, 3, 4, 5, tzinfo=dt.UTC)
 SCHEMA = pa.schema([("id", pa.int64()), ("name", pa.string())])
@@ -94,22 +97,54 @@ def test_rewrite_replaces_the_partition(any_lake):
     assert lake.extracted_at(written.files[0]) == AT
 
 
-def test_rewrite_in_a_folder_keeps_the_old_copy_only_a_few_seconds(tmp_path):
+def test_rewrite_in_a_folder_keeps_the_old_copy_only_a_moment(tmp_path):
     """A reader that opened the partition's folder just before the swap is still listing the
-    old version: it is kept ``keep_replaced`` seconds out of the table, then deleted by the
-    next commit or the end of the table's writing, whichever process that is."""
+    old version: it waits ``keep_replaced`` seconds out of the table, then a thread of the
+    writing process deletes it, with no further write."""
     lake = Lake(tmp_path, keep_replaced=0.5)
     _write(lake, "2025-01-02", [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}])
     _write(lake, "2025-01-02", [{"id": 2, "name": "B"}])
     assert [p.name for p in (tmp_path / "things").iterdir()] == ["day=2025-01-02"]
-    kept = list(lake.staging_dir("things").iterdir())
-    assert [RETIRED in p.name for p in kept] == [True], "the old version, out of the table"
-    assert pq.read_table(kept[0] / "part-00000.parquet").num_rows == 2
+    assert list(lake.staging_dir("things").iterdir()) == []
+    (kept,) = lake.retired_dir("things").iterdir()
+    assert kept.name.startswith("day=2025-01-02.")
+    assert pq.read_table(kept / "part-00000.parquet").num_rows == 2
     assert lake.read("things").to_pylist() == [{"id": 2, "name": "B"}]
-    time.sleep(0.6)
-    with Lake(tmp_path, keep_replaced=0.5).writing("things"):  # another run of the table
-        pass
-    assert list(lake.staging_dir("things").iterdir()) == [], "deleted once old enough"
+    deadline = time.monotonic() + 5
+    while any(lake.retired_dir("things").iterdir()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert list(lake.retired_dir("things").iterdir()) == [], "deleted once old enough"
+
+
+def test_a_process_that_replaced_partitions_leaves_no_copy_when_it_exits(tmp_path):
+    code = (
+        "import datetime as dt, sys\n"
+        "import pyarrow as pa\n"
+        "from bizagi_etl.pipeline.lake import Lake\n"
+        "lake, t = Lake(sys.argv[1]), pa.table({'id': [1]})\n"
+        "at = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)\n"
+        "for _ in range(2):\n"
+        "    lake.write_partition('things', 'day', '2025-01-02', [t], t.schema, key=['id'],\n"
+        "                         extracted_at=at)\n"
+        "print(len(list(lake.retired_dir('things').iterdir())))\n"
+    )
+    began = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True,
+                          text=True, check=True, timeout=60)  # fmt: skip
+    assert done.stdout.split() == ["1"], "kept while the process wrote"
+    assert list(Lake(tmp_path).retired_dir("things").iterdir()) == [], "gone when it exited"
+    assert time.monotonic() - began < 30
+
+
+def test_a_replaced_version_stamped_by_a_clock_far_ahead_does_not_stay_for_ever(tmp_path):
+    lake = Lake(tmp_path, keep_replaced=0.5)
+    written = _write(lake, "2025-01-02", [{"id": 1, "name": "a"}])
+    folder = lake.retired_dir("things")
+    folder.mkdir(parents=True)
+    ahead = time.time_ns() + 30 * 24 * 3600 * 10**9  # retired while the clock was 30 days on
+    shutil.copytree(written.path, folder / f"day=2025-01-02.deadbeef.{ahead}")
+    assert lake.drop_replaced("things") is None
+    assert list(folder.iterdir()) == []
 
 
 def test_batches_with_new_columns_are_unified(any_lake):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import tempfile
 
 import duckdb
 import pyarrow as pa
@@ -39,7 +40,8 @@ def test_a_list_of_strings_reads_back_in_order_and_an_empty_one_is_typed(con):
 def test_an_instant_keeps_its_moment_whatever_its_offset(con):
     con.execute("SET TimeZone = 'America/Bogota'")  # the session's zone must not matter
     plus_five = dt.timezone(dt.timedelta(hours=5, minutes=30))
-    for value in (AT, AT.astimezone(plus_five)):
+    odd = dt.timezone(-dt.timedelta(hours=3, seconds=30, microseconds=5))  # DuckDB reads no
+    for value in (AT, AT.astimezone(plus_five), AT.astimezone(odd)):  # such offset: UTC then
         (read,) = con.execute(f"SELECT {lit.instant(value)}").fetchone()
         assert read == AT
 
@@ -63,3 +65,37 @@ def test_a_lake_whose_path_holds_quotes_and_backslashes_loads(tmp_path):
         assert warehouse.count("t", "2025-01-01") == 3
         assert warehouse.key_problems("t", ["id"], ["2025-01-01", "it's"]) == (0, 0)
         assert warehouse.query("SELECT DISTINCT _extracted_at FROM bizagi.t") == [(AT,)]
+
+
+def test_latest_views_of_the_longest_table_names_are_described(tmp_path):
+    """``latest_<table>`` may be 70 characters, beyond a table name's 63: the warehouse still
+    lists, describes and counts it (the Dagster views' metadata)."""
+    name = "t" * 63
+    lake = Lake(tmp_path / "lake")
+    table = pa.table({"id": [1, 2]})
+    written = lake.write_partition(name, "snapshot", "2025-01-01", [table], table.schema,
+                                   key=["id"], extracted_at=AT)  # fmt: skip
+    with Warehouse(tmp_path / "w.duckdb") as warehouse:
+        warehouse.load_partition(name, "2025-01-01", written.files, AT)
+        view = warehouse.create_latest_view(name, ["id"])
+        assert len(view) == 70
+        assert view in warehouse.views()
+        assert list(warehouse.columns(view, schema="analytics")) == [
+            "id",
+            "_partition",
+            "_extracted_at",
+        ]
+        assert warehouse.count(view, schema="analytics") == 2
+
+
+def test_declared_tables_need_no_system_temp_folder(tmp_path, monkeypatch):
+    """The declared schema is described from an empty Parquet file written beside the
+    warehouse file, a folder the run writes anyway (a container may have no writable /tmp)."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "no" / "such" / "folder"))
+    with Warehouse(tmp_path / "w.duckdb") as warehouse:
+        warehouse.ensure_table("declared", pa.schema([("id", pa.int64()), ("at", pa.timestamp(
+            "us", "UTC")), ("amount", pa.decimal128(18, 4))]))  # fmt: skip
+        assert warehouse.columns("declared") == {
+            "id": "BIGINT", "at": "TIMESTAMP WITH TIME ZONE", "amount": "DECIMAL(18,4)",
+            "_partition": "VARCHAR", "_extracted_at": "TIMESTAMP WITH TIME ZONE"}  # fmt: skip
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["w.duckdb"], "nothing left beside"

@@ -10,14 +10,15 @@ Writing. A partition's new version is written whole into its own staging folder,
 a pyarrow dataset) ever lists it. It is then swapped in with one ``renameat2(RENAME_EXCHANGE)``:
 the partition's path names the whole old version, then the whole new one, never nothing and
 never both. A new partition is moved in with ``renameat2(RENAME_NOREPLACE)``. The old version,
-now at the staging path, is renamed ``{name}.{token}.retired-{ns}`` and deleted only once it is
-``keep_replaced`` seconds old (5 by default), by a later commit or the end of the table's
-writing in any process: a reader that opened the partition's folder just before the swap is
-still listing it, and deleting its files at once would hide the whole day from that listing
-(DuckDB's glob did miss one that way). Files a reader has already opened stay readable anyway.
-So for a few seconds after a run the lake's ``_staging`` may hold such versions; no reader
-lists them. Where the exchange is not supported (not Linux, or a file system without it, e.g.
-NFS), the swap takes two renames under the table's swap lock; between
+now at the staging path, moves to ``{root}/_staging/{table}.retired/`` and is deleted once it
+is ``keep_replaced`` seconds old (1 by default) by a thread of the writing process, which the
+process waits for when it exits: a reader that opened the partition's folder just before the
+swap is still listing it, and deleting its files at once would hide the whole day from that
+listing (DuckDB's glob did miss one that way). Files a reader has already opened stay readable
+anyway. A reader that has listed a partition's file names and opens them after a swap reads
+the new version's files under those names: the same day, unless the number of part files
+changed, when it fails or reads part of it. Where the exchange is not supported (not Linux, or
+a file system without it, e.g. NFS), the swap takes two renames under the table's swap lock; between
 them the partition is briefly absent from its folder (this module's readers then read it from
 staging, a glob misses it) and a crash there leaves it in staging until the next write of the
 table puts it back.
@@ -40,6 +41,7 @@ every path.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import ctypes
 import datetime as dt
@@ -55,6 +57,7 @@ import sys
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
@@ -87,8 +90,8 @@ STREAM_ROW_GROUP = 32 * 1024
 STAGING, LOCKS = "_staging", "_locks"  # folders of the lake's root, never of a table
 TRASH = "_trash"  # earlier versions' folder inside a table: emptied by the next write
 OLD = ".old"  # suffix of a version put aside by a two-rename swap
-RETIRED = ".retired-"  # a replaced version kept a moment for readers: {name}.{token}.retired-{ns}
-KEEP_REPLACED = 5.0  # seconds a replaced version is kept before it is deleted
+RETIRED = ".retired"  # _staging/{table}.retired/{name}.{token}.{ns}: replaced versions
+KEEP_REPLACED = 1.0  # seconds a replaced version is kept for readers listing it
 _VALUE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _COLUMNS = ("day", "snapshot")
 META_EXTRACTED_AT = b"bizagi_etl.extracted_at"
@@ -121,7 +124,8 @@ class Lake:
         self._table_dirs: dict[str, Path] = {}  # checked once: resolve() stats every component
         self._mutex = threading.Lock()  # the table locks below, shared by this lake's threads
         self._held: dict[str, _Held] = {}
-        self._dropped: dict[str, float] = {}  # table -> when its replaced versions were dropped
+        self._droppers: dict[str, threading.Thread] = {}  # table -> deleting its replaced versions
+        self._droppers_mutex = threading.Lock()
         check_folder(self.root, f"lake {self.root}", "BIZAGI_LAKE")
 
     def __repr__(self) -> str:
@@ -177,17 +181,24 @@ class Lake:
         extracted_at: dt.datetime,
         before_swap: Callable[[Path], None] | None = None,
     ) -> WrittenPartition:
-        """Replace one partition with ``batches``, unified to one schema and sorted by ``key``."""
+        """Replace one partition with ``batches``, unified to one schema and sorted by ``key``.
+
+        A disk that fills up while replaced versions are kept for readers gets their space
+        back (``PartitionWriter``), and the write is tried once more.
+        """
         data = combine(batches, schema, table)
         if key and data.num_rows:
             data = data.sort_by([(k, "ascending") for k in key])
-        writer = self.open_partition(table, column, value, schema, extracted_at)
+        first = self.open_partition(table, column, value, schema, extracted_at)
         try:
-            writer.write(data)
-            return writer.commit(before_swap)
-        except BaseException:
-            writer.abort()
-            raise
+            return _write_whole(first, data, before_swap)
+        except StorageError:
+            if not first.freed:
+                raise
+            log.warning("lake: %s/%s: the disk was full; writing it again after deleting %d "
+                        "replaced versions", table, first.target.name, first.freed)  # fmt: skip
+        again = self.open_partition(table, column, value, schema, extracted_at)
+        return _write_whole(again, data, before_swap)
 
     # -- locks and leftovers -------------------------------------------------------------------
 
@@ -231,21 +242,66 @@ class Lake:
             held = self._held[table]
             held.users -= 1
             if held.users == 0 and held.lock is not None:
-                self.drop_replaced(table)
                 held.lock.close()
                 held.lock = None
 
-    def drop_replaced(self, table: str, *, at_most_every: float = 0.0) -> None:
-        """Delete the table's replaced versions once they are ``keep_replaced`` seconds old
-        (whoever retired them), listing its staging folder at most every ``at_most_every`` s."""
-        now = time.monotonic()
-        if now - self._dropped.get(table, -math.inf) < at_most_every:
-            return
-        self._dropped[table] = now
-        now_ns = time.time_ns()
-        for old in _entries(self.staging_dir(table)):
-            if _retired_for(old, now_ns) >= self.keep_replaced:
+    # -- replaced versions ---------------------------------------------------------------------
+
+    def retired_dir(self, table: str) -> Path:
+        """Where a table's replaced versions wait to be deleted: beside its staging folder,
+        whose listings (the sweep's) they would otherwise lengthen."""
+        return self.root / STAGING / f"{self.table_dir(table).name}{RETIRED}"
+
+    def keep_for_readers(self, table: str, version: Path) -> None:
+        """Move a replaced version out of the way, to be deleted ``keep_replaced`` seconds
+        later (see the module's docstring). If it cannot be moved, it is left for the caller
+        to delete at once."""
+        folder = self.retired_dir(table)
+        with quietly():
+            folder.mkdir(exist_ok=True)
+            os.rename(version, folder / f"{version.name}.{time.time_ns()}")
+            self._keep_dropping(table)
+
+    def drop_replaced(self, table: str) -> float | None:
+        """Delete the table's replaced versions that are ``keep_replaced`` seconds old,
+        whoever retired them (best effort). Returns the seconds until the youngest one left is
+        old enough, or None when none is left."""
+        left: float | None = None
+        with quietly():
+            now = time.time_ns()
+            for old in _entries(self.retired_dir(table)):
+                age = _age(old, now)
+                if age >= self.keep_replaced:
+                    _remove(old)
+                else:
+                    left = max(left or 0.0, self.keep_replaced - age)
+        return left
+
+    def free_replaced(self, table: str) -> int:
+        """Delete every replaced version of the table now, whatever its age (a full disk
+        needs their space more than a reader its listing); returns how many went."""
+        with quietly():
+            gone = _entries(self.retired_dir(table))
+            for old in gone:
                 _remove(old)
+            return len(gone)
+        return 0
+
+    def _keep_dropping(self, table: str) -> None:
+        """A thread deleting the table's replaced versions as they come of age, until none is
+        left; one per table, off the writers' path (a backfill retires hundreds a second)."""
+        with self._droppers_mutex:
+            if (dropper := self._droppers.get(table)) is not None and dropper.is_alive():
+                return
+            dropper = threading.Thread(target=self._drop_while_any, args=(table,),
+                                       name=f"lake-drop-{table}", daemon=True)  # fmt: skip
+            self._droppers[table] = dropper
+            _DROPPERS.add(dropper)
+            dropper.start()
+
+    def _drop_while_any(self, table: str) -> None:
+        while (left := self.drop_replaced(table)) is not None:
+            time.sleep(left + 0.01)
 
     def _sweep(self, table: str) -> None:
         """Holding the table's lock exclusively: every leftover is stale, its writer dead.
@@ -263,13 +319,9 @@ class Lake:
                     log.warning("lake: restoring %s, which a killed run left aside", target)
                     os.rename(old, target)
                     restored += 1
-        self.drop_replaced(table)
-        now = time.time_ns()
-        stale = [
-            *(p for p in _entries(staged) if _retired_for(p, now) < 0),  # not a young replaced one
-            *_entries(base / TRASH),
-            *_entries(base / STAGING),
-        ]
+        if self.drop_replaced(table) is not None:  # young ones a run that just ended left
+            self._keep_dropping(table)
+        stale = [*_entries(staged), *_entries(base / TRASH), *_entries(base / STAGING)]
         for leftover in stale:
             _remove(leftover)
         for legacy in (base / TRASH, base / STAGING):
@@ -440,6 +492,7 @@ class PartitionWriter:
         self.names: list[str] = []
         self.rows = 0
         self.done = False  # committed or aborted: the staging folder is gone, the lock released
+        self.freed = 0  # replaced versions deleted when the disk was full
 
     def write(self, batch: pa.Table) -> None:
         if batch.num_rows == 0:
@@ -517,9 +570,9 @@ class PartitionWriter:
         except BaseException:
             self.abort()
             raise
-        self._retire_replaced()
+        if self.staging.exists():  # the replaced version, kept a moment for readers
+            self.lake.keep_for_readers(self.table, self.staging)
         self._finish()
-        self.lake.drop_replaced(self.table, at_most_every=1.0)  # a backfill commits hundreds/s
         files = tuple(self.target / n for n in self.names)
         log.debug("lake: %s/%s <- %d rows in %d files", self.table, self.target.name, self.rows,
                   len(files))  # fmt: skip
@@ -528,13 +581,6 @@ class PartitionWriter:
     def abort(self) -> None:
         """Drop the new version; the previous partition stays as it was. Safe to repeat."""
         self._finish()
-
-    def _retire_replaced(self) -> None:
-        """After the swap the staging path holds the replaced version (or nothing): keep it a
-        moment for readers still listing it (see the module's docstring)."""
-        if self.staging.exists():
-            with quietly():  # else _finish deletes it at once
-                os.rename(self.staging, f"{self.staging}{RETIRED}{time.time_ns()}")
 
     def _finish(self) -> None:
         if self.done:
@@ -547,10 +593,28 @@ class PartitionWriter:
         _remove(self.staging)
         self.release()
 
-    def _errors(self, what: str, where: Path | str) -> AbstractContextManager[None]:
+    @contextmanager
+    def _errors(self, what: str, where: Path | str) -> Iterator[None]:
         after = "the new version was dropped and the partition keeps its previous one"
-        return _errors(self.lake.root, f"{what} partition {self.table}/{self.target.name}",
-                       where, after)  # fmt: skip
+        try:
+            with _errors(self.lake.root, f"{what} partition {self.table}/{self.target.name}",
+                         where, after):  # fmt: skip
+                yield
+        except StorageError as exc:
+            if getattr(exc.__cause__, "errno", None) in _FULL:  # the space replaced versions
+                self.freed += self.lake.free_replaced(self.table)  # hold: for a new attempt
+            raise
+
+
+def _write_whole(
+    writer: PartitionWriter, data: pa.Table, before_swap: Callable[[Path], None] | None
+) -> WrittenPartition:
+    try:
+        writer.write(data)
+        return writer.commit(before_swap)
+    except BaseException:
+        writer.abort()
+        raise
 
 
 # -- swapping ------------------------------------------------------------------------------------
@@ -735,10 +799,24 @@ def _entries(folder: Path) -> list[Path]:
         return sorted(folder / e.name for e in entries)
 
 
-def _retired_for(path: Path, now_ns: int) -> float:
-    """Seconds since ``path``, a replaced version, was retired; -1 if it is no such version."""
-    stamp = path.name.rpartition(RETIRED)[2] if RETIRED in path.name else ""
-    return max(0.0, (now_ns - int(stamp)) / 1e9) if stamp.isdigit() else -1.0
+_FULL = (errno.ENOSPC, errno.EDQUOT)
+_DROPPERS: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
+
+
+@atexit.register
+def _drop_before_exit() -> None:
+    """A process that replaced partitions waits for its threads to delete what it replaced
+    (``keep_replaced`` seconds at most after its last write), so a run leaves no copy behind."""
+    for dropper in list(_DROPPERS):
+        dropper.join(timeout=10)
+
+
+def _age(retired: Path, now_ns: int) -> float:
+    """Seconds since a replaced version was retired, by the stamp in its name, either way: a
+    stamp ahead of this clock (another clock, or this one stepped back) must not keep it for
+    ever. A name without a stamp is no version of this module's: as good as old."""
+    stamp = retired.name.rpartition(".")[2]
+    return abs(now_ns - int(stamp)) / 1e9 if stamp.isdigit() else math.inf
 
 
 def _is_partition(name: str) -> bool:

@@ -138,6 +138,13 @@ class ObjectLake(Lake):
         """No lock to hold: versions and markers keep concurrent writers apart."""
         yield
 
+    def drop_replaced(self, table: str) -> float | None:
+        """Nothing set aside here: replaced versions go by their markers (``retire``)."""
+        return None
+
+    def free_replaced(self, table: str) -> int:
+        return 0
+
     def retire(
         self, folder: str, marker: str, entries: Sequence[pafs.FileInfo] | None = None
     ) -> None:

@@ -27,8 +27,9 @@ def strings(values: Iterable[str]) -> str:
 
 
 def instant(value: dt.datetime) -> str:
-    """An aware ``value`` as a ``TIMESTAMPTZ`` literal (a naive one would take the session's
-    time zone, so it is refused)."""
+    """An aware ``value`` as a ``TIMESTAMPTZ`` literal, written in UTC (DuckDB cannot read an
+    offset with fractions of a second; a naive value would take the session's time zone, so
+    it is refused)."""
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError(f"an instant needs a time zone, got the naive {value.isoformat()}")
-    return f"{string(value.isoformat())}::TIMESTAMPTZ"
+    return f"{string(value.astimezone(dt.UTC).isoformat())}::TIMESTAMPTZ"

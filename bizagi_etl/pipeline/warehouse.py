@@ -432,7 +432,7 @@ class Warehouse:
         rows = self.con.execute(
             f"SELECT column_name, data_type FROM information_schema.columns WHERE table_catalog "
             f"= current_database() AND table_schema = {lit.string(schema)} AND table_name = "
-            f"{lit.string(check_identifier('table', table))} ORDER BY ordinal_position"
+            f"{lit.string(_named(table, schema))} ORDER BY ordinal_position"
         ).fetchall()
         return {str(n): str(t) for n, t in rows}
 
@@ -441,7 +441,7 @@ class Warehouse:
         if not self.columns(table, schema=schema):
             return 0
         where = f"WHERE _partition = {lit.string(partition)}" if partition else ""
-        ref = f"{quote(schema)}.{quote(check_identifier('table', table))}"
+        ref = f"{quote(schema)}.{quote(_named(table, schema))}"
         row = self.con.execute(f"SELECT count(*) FROM {ref} {where}").fetchone()
         return int(row[0]) if row else 0
 
@@ -473,7 +473,8 @@ class Warehouse:
         """
         if self.columns(table):
             return
-        with tempfile.TemporaryDirectory(prefix="bizagi-declared-") as folder:
+        beside = None if self.ducklake else self.path.parent  # a folder this run writes anyway
+        with tempfile.TemporaryDirectory(prefix=".bizagi-declared-", dir=beside) as folder:
             path = str(Path(folder) / f"{table}.parquet")
             pq.write_table(schema.empty_table(), path)
             columns = self._parquet_columns(lit.strings([path]))
@@ -552,6 +553,12 @@ class Warehouse:
     def query(self, sql: str, params: Sequence[object] = ()) -> list[tuple[object, ...]]:
         """Rows of ``sql``; ``params`` are bound (which imports pandas: see sql_literals)."""
         return (self.con.execute(sql, list(params)) if params else self.con.execute(sql)).fetchall()
+
+
+def _named(table: str, schema: str) -> str:
+    """A table's name checked; a view's (``analytics.latest_<table>`` may exceed a table
+    name's 63 characters) only quoted, which is enough in a literal or a quoted identifier."""
+    return check_identifier("table", table) if schema == SCHEMA else table
 
 
 def _holder(message: str) -> str:
