@@ -267,12 +267,13 @@ class Lake:
         whoever retired them (best effort). Returns the seconds until the youngest one left is
         old enough, or None when none is left."""
         left: float | None = None
+        folder = self.retired_dir(table)
         with quietly():
             now = time.time_ns()
-            for old in _entries(self.retired_dir(table)):
-                age = _age(old, now)
+            for name in _names(folder):
+                age = _age(name, now)
                 if age >= self.keep_replaced:
-                    _remove(old)
+                    _remove(folder / name)
                 else:
                     left = max(left or 0.0, self.keep_replaced - age)
         return left
@@ -319,7 +320,7 @@ class Lake:
                     log.warning("lake: restoring %s, which a killed run left aside", target)
                     os.rename(old, target)
                     restored += 1
-        if self.drop_replaced(table) is not None:  # young ones a run that just ended left
+        if self.retired_dir(table).exists():  # what killed runs set aside, or ended ones
             self._keep_dropping(table)
         stale = [*_entries(staged), *_entries(base / TRASH), *_entries(base / STAGING)]
         for leftover in stale:
@@ -811,11 +812,20 @@ def _drop_before_exit() -> None:
         dropper.join(timeout=10)
 
 
-def _age(retired: Path, now_ns: int) -> float:
+def _names(folder: Path) -> list[str]:
+    """A folder's entries, unsorted (cheaper than ``_entries`` for a long folder)."""
+    try:
+        with os.scandir(folder) as entries:
+            return [e.name for e in entries]
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+def _age(retired: str, now_ns: int) -> float:
     """Seconds since a replaced version was retired, by the stamp in its name, either way: a
     stamp ahead of this clock (another clock, or this one stepped back) must not keep it for
     ever. A name without a stamp is no version of this module's: as good as old."""
-    stamp = retired.name.rpartition(".")[2]
+    stamp = retired.rpartition(".")[2]
     return abs(now_ns - int(stamp)) / 1e9 if stamp.isdigit() else math.inf
 
 
