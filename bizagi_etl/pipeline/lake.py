@@ -18,10 +18,10 @@ listing (DuckDB's glob did miss one that way). Files a reader has already opened
 anyway. A reader that has listed a partition's file names and opens them after a swap reads
 the new version's files under those names: the same day, unless the number of part files
 changed, when it fails or reads part of it. Where the exchange is not supported (not Linux, or
-a file system without it, e.g. NFS), the swap takes two renames under the table's swap lock; between
-them the partition is briefly absent from its folder (this module's readers then read it from
-staging, a glob misses it) and a crash there leaves it in staging until the next write of the
-table puts it back.
+a file system without it, e.g. NFS), the swap takes two renames under the table's swap lock;
+between them the partition is briefly absent from its folder (this module's readers then read
+it from staging, a glob misses it) and a crash there leaves it in staging until the next write
+of the table puts it back.
 
 Concurrent runs. A process writing a table holds a shared ``flock`` on
 ``{root}/_locks/{table}.lock`` while it has staging folders. Writers of the same table, in one
@@ -806,10 +806,13 @@ _DROPPERS: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
 
 @atexit.register
 def _drop_before_exit() -> None:
-    """A process that replaced partitions waits for its threads to delete what it replaced
-    (``keep_replaced`` seconds at most after its last write), so a run leaves no copy behind."""
+    """A process that replaced partitions waits for its threads to delete what it replaced,
+    so a run leaves no copy behind: ``KEEP_REPLACED`` seconds after its last write, and a
+    little for the deleting. A longer ``keep_replaced`` is not waited for: the next write of
+    the table deletes what is left."""
+    deadline = time.monotonic() + KEEP_REPLACED + 2.0
     for dropper in list(_DROPPERS):
-        dropper.join(timeout=10)
+        dropper.join(timeout=max(0.0, deadline - time.monotonic()))
 
 
 def _names(folder: Path) -> list[str]:
