@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -136,6 +137,43 @@ def test_a_process_that_replaced_partitions_leaves_no_copy_when_it_exits(tmp_pat
     assert time.monotonic() - began < 30
 
 
+def _retired_gone(lake: Lake, within: float = 5.0) -> bool:
+    deadline = time.monotonic() + within
+    while any(lake.retired_dir("things").iterdir()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return not any(lake.retired_dir("things").iterdir())
+
+
+def test_a_version_set_aside_while_the_thread_deletes_is_deleted_too(tmp_path, monkeypatch):
+    """A write that sets a version aside just as the deleting thread finishes its last pass
+    must not be missed by it."""
+    lake = Lake(tmp_path, keep_replaced=0.2)
+    _write(lake, "2025-01-02", [{"id": 1, "name": "a"}])
+    real, passes = lake_module._drop_old, []
+
+    def deleting_then_a_write_comes(folder: Path, keep: float) -> None:
+        real(folder, keep)
+        passes.append(folder)
+        if len(passes) == 1:
+            _write(lake, "2025-01-02", [{"id": 1, "name": "c"}])
+
+    monkeypatch.setattr(lake_module, "_drop_old", deleting_then_a_write_comes)
+    _write(lake, "2025-01-02", [{"id": 1, "name": "b"}])
+    assert _retired_gone(lake)
+    assert len(passes) >= 2
+    assert lake.read("things").to_pylist() == [{"id": 1, "name": "c"}]
+
+
+def test_many_lake_objects_on_one_folder_share_one_deleting_thread(tmp_path):
+    """A long-lived process (a Dagster code server) makes a Lake per run: their replaced
+    versions in one folder are deleted by one thread, not one per Lake."""
+    for name in "abcdefghij":
+        _write(Lake(tmp_path, keep_replaced=0.5), "2025-01-02", [{"id": 1, "name": name}])
+    mine = f"lake-retired {Lake(tmp_path).retired_dir('things')}"
+    assert sum(t.name == mine for t in threading.enumerate()) == 1
+    assert _retired_gone(Lake(tmp_path))
+
+
 def test_a_replaced_version_stamped_by_a_clock_far_ahead_does_not_stay_for_ever(tmp_path):
     lake = Lake(tmp_path, keep_replaced=0.5)
     written = _write(lake, "2025-01-02", [{"id": 1, "name": "a"}])
@@ -143,7 +181,7 @@ def test_a_replaced_version_stamped_by_a_clock_far_ahead_does_not_stay_for_ever(
     folder.mkdir(parents=True)
     ahead = time.time_ns() + 30 * 24 * 3600 * 10**9  # retired while the clock was 30 days on
     shutil.copytree(written.path, folder / f"day=2025-01-02.deadbeef.{ahead}")
-    assert lake.drop_replaced("things") is None
+    lake.drop_replaced("things")
     assert list(folder.iterdir()) == []
 
 

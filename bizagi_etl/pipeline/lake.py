@@ -57,7 +57,6 @@ import sys
 import threading
 import time
 import uuid
-import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
@@ -124,8 +123,6 @@ class Lake:
         self._table_dirs: dict[str, Path] = {}  # checked once: resolve() stats every component
         self._mutex = threading.Lock()  # the table locks below, shared by this lake's threads
         self._held: dict[str, _Held] = {}
-        self._droppers: dict[str, threading.Thread] = {}  # table -> deleting its replaced versions
-        self._droppers_mutex = threading.Lock()
         check_folder(self.root, f"lake {self.root}", "BIZAGI_LAKE")
 
     def __repr__(self) -> str:
@@ -254,29 +251,18 @@ class Lake:
 
     def keep_for_readers(self, table: str, version: Path) -> None:
         """Move a replaced version out of the way, to be deleted ``keep_replaced`` seconds
-        later (see the module's docstring). If it cannot be moved, it is left for the caller
-        to delete at once."""
+        later by a thread of this process (see the module's docstring). If it cannot be moved,
+        it is left for the caller to delete at once."""
         folder = self.retired_dir(table)
         with quietly():
             folder.mkdir(exist_ok=True)
             os.rename(version, folder / f"{version.name}.{time.time_ns()}")
-            self._keep_dropping(table)
+            _RETIRED.add(folder, self.keep_replaced)
 
-    def drop_replaced(self, table: str) -> float | None:
+    def drop_replaced(self, table: str) -> None:
         """Delete the table's replaced versions that are ``keep_replaced`` seconds old,
-        whoever retired them (best effort). Returns the seconds until the youngest one left is
-        old enough, or None when none is left."""
-        left: float | None = None
-        folder = self.retired_dir(table)
-        with quietly():
-            now = time.time_ns()
-            for name in _names(folder):
-                age = _age(name, now)
-                if age >= self.keep_replaced:
-                    _remove(folder / name)
-                else:
-                    left = max(left or 0.0, self.keep_replaced - age)
-        return left
+        whoever set them aside (best effort)."""
+        _drop_old(self.retired_dir(table), self.keep_replaced)
 
     def free_replaced(self, table: str) -> int:
         """Delete every replaced version of the table now, whatever its age (a full disk
@@ -287,22 +273,6 @@ class Lake:
                 _remove(old)
             return len(gone)
         return 0
-
-    def _keep_dropping(self, table: str) -> None:
-        """A thread deleting the table's replaced versions as they come of age, until none is
-        left; one per table, off the writers' path (a backfill retires hundreds a second)."""
-        with self._droppers_mutex:
-            if (dropper := self._droppers.get(table)) is not None and dropper.is_alive():
-                return
-            dropper = threading.Thread(target=self._drop_while_any, args=(table,),
-                                       name=f"lake-drop-{table}", daemon=True)  # fmt: skip
-            self._droppers[table] = dropper
-            _DROPPERS.add(dropper)
-            dropper.start()
-
-    def _drop_while_any(self, table: str) -> None:
-        while (left := self.drop_replaced(table)) is not None:
-            time.sleep(left + 0.01)
 
     def _sweep(self, table: str) -> None:
         """Holding the table's lock exclusively: every leftover is stale, its writer dead.
@@ -321,7 +291,7 @@ class Lake:
                     os.rename(old, target)
                     restored += 1
         if self.retired_dir(table).exists():  # what killed runs set aside, or ended ones
-            self._keep_dropping(table)
+            _RETIRED.add(self.retired_dir(table), self.keep_replaced)
         stale = [*_entries(staged), *_entries(base / TRASH), *_entries(base / STAGING)]
         for leftover in stale:
             _remove(leftover)
@@ -801,7 +771,58 @@ def _entries(folder: Path) -> list[Path]:
 
 
 _FULL = (errno.ENOSPC, errno.EDQUOT)
-_DROPPERS: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
+
+
+class _Retirements:
+    """Deletes replaced versions as they come of age: one thread per retired folder in this
+    process, running until the last version this process set aside there is old enough (the
+    versions of other processes sharing the lake are theirs to wait for; old ones go too)."""
+
+    def __init__(self) -> None:
+        self._mutex = threading.Lock()
+        self._due: dict[Path, tuple[float, float]] = {}  # folder -> (when, keep_replaced)
+        self._threads: dict[Path, threading.Thread] = {}
+
+    def add(self, folder: Path, keep: float) -> None:
+        """A version was set aside in ``folder`` now: delete it ``keep`` seconds from now."""
+        with self._mutex:
+            self._due[folder] = (time.monotonic() + keep, keep)
+            if folder in self._threads:
+                return  # it looks at _due again before it stops
+            thread = threading.Thread(target=self._run, args=(folder,),
+                                      name=f"lake-retired {folder}", daemon=True)  # fmt: skip
+            try:
+                thread.start()
+            except RuntimeError as exc:  # no thread to be had: the next write deletes them
+                log.debug("lake: no thread to delete replaced versions in %s: %s", folder, exc)
+                return
+            self._threads[folder] = thread
+
+    def _run(self, folder: Path) -> None:
+        while True:
+            with self._mutex:
+                when, keep = self._due[folder]
+            wait = when - time.monotonic()
+            if wait > 0:
+                time.sleep(wait + 0.01)
+                continue
+            _drop_old(folder, keep)
+            with self._mutex:
+                if self._due[folder][0] > time.monotonic():
+                    continue  # a version came meanwhile
+                del self._due[folder], self._threads[folder]
+                return
+
+    def wait(self, seconds: float) -> None:
+        """Let the threads finish, ``seconds`` at most in all."""
+        deadline = time.monotonic() + seconds
+        with self._mutex:
+            threads = list(self._threads.values())
+        for thread in threads:
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
+
+
+_RETIRED = _Retirements()
 
 
 @atexit.register
@@ -810,9 +831,16 @@ def _drop_before_exit() -> None:
     so a run leaves no copy behind: ``KEEP_REPLACED`` seconds after its last write, and a
     little for the deleting. A longer ``keep_replaced`` is not waited for: the next write of
     the table deletes what is left."""
-    deadline = time.monotonic() + KEEP_REPLACED + 2.0
-    for dropper in list(_DROPPERS):
-        dropper.join(timeout=max(0.0, deadline - time.monotonic()))
+    _RETIRED.wait(KEEP_REPLACED + 2.0)
+
+
+def _drop_old(folder: Path, keep: float) -> None:
+    """Delete the replaced versions in ``folder`` that are ``keep`` seconds old (best effort)."""
+    with quietly():
+        now = time.time_ns()
+        for name in _names(folder):
+            if _age(name, now) >= keep:
+                _remove(folder / name)
 
 
 def _names(folder: Path) -> list[str]:

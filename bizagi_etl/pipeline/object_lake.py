@@ -138,9 +138,8 @@ class ObjectLake(Lake):
         """No lock to hold: versions and markers keep concurrent writers apart."""
         yield
 
-    def drop_replaced(self, table: str) -> float | None:
+    def drop_replaced(self, table: str) -> None:
         """Nothing set aside here: replaced versions go by their markers (``retire``)."""
-        return None
 
     def free_replaced(self, table: str) -> int:
         return 0
