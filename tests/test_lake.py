@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import errno
+import multiprocessing
 import os
 import shutil
 import subprocess
@@ -172,6 +173,27 @@ def test_many_lake_objects_on_one_folder_share_one_deleting_thread(tmp_path):
     mine = f"lake-retired {Lake(tmp_path).retired_dir('things')}"
     assert sum(t.name == mine for t in threading.enumerate()) == 1
     assert _retired_gone(Lake(tmp_path))
+
+
+def _replace_twice(root: str) -> None:
+    lake = Lake(Path(root))
+    for name in ("child a", "child b"):
+        _write(lake, "2025-01-03", [{"id": 1, "name": name}])
+
+
+def test_a_forked_child_deletes_what_it_replaced_before_it_exits(tmp_path):
+    """A forked worker (multiprocessing, a Dagster executor) inherits none of its parent's
+    deleting threads: it starts its own, and waits for it before it exits."""
+    lake = Lake(tmp_path)
+    for name in ("a", "b"):  # the parent's thread is alive at the fork
+        _write(lake, "2025-01-02", [{"id": 1, "name": name}])
+    child = multiprocessing.get_context("fork").Process(target=_replace_twice,
+                                                        args=(str(tmp_path),))  # fmt: skip
+    child.start()
+    child.join(timeout=30)
+    assert child.exitcode == 0
+    time.sleep(lake.keep_replaced + 0.5)  # the parent's own is done by now
+    assert list(lake.retired_dir("things").iterdir()) == []
 
 
 def test_a_replaced_version_stamped_by_a_clock_far_ahead_does_not_stay_for_ever(tmp_path):

@@ -49,6 +49,7 @@ import errno
 import functools
 import logging
 import math
+import multiprocessing.util
 import os
 import re
 import shutil
@@ -107,6 +108,8 @@ class WrittenPartition:
 
 
 class Lake:
+    freed = 0  # replaced versions deleted early, the disk being full (see write_partition)
+
     def __init__(
         self,
         root: Path,
@@ -181,21 +184,43 @@ class Lake:
         """Replace one partition with ``batches``, unified to one schema and sorted by ``key``.
 
         A disk that fills up while replaced versions are kept for readers gets their space
-        back (``PartitionWriter``), and the write is tried once more.
+        back, and the write is tried once more if that freed anything (here or in another
+        writer of this lake meanwhile). A streamed partition (``open_partition``) frees the
+        space for a rerun, but is not tried again: its batches are gone.
         """
         data = combine(batches, schema, table)
         if key and data.num_rows:
             data = data.sort_by([(k, "ascending") for k in key])
-        first = self.open_partition(table, column, value, schema, extracted_at)
+        freed = self.freed
         try:
-            return _write_whole(first, data, before_swap)
-        except StorageError:
-            if not first.freed:
+            return self._write_once(table, column, value, data, schema, extracted_at, before_swap)
+        except StorageError as exc:
+            if not disk_full(exc):
                 raise
-            log.warning("lake: %s/%s: the disk was full; writing it again after deleting %d "
-                        "replaced versions", table, first.target.name, first.freed)  # fmt: skip
-        again = self.open_partition(table, column, value, schema, extracted_at)
-        return _write_whole(again, data, before_swap)
+            self.free_replaced()  # the staging folder's own ENOSPC frees nothing by itself
+            if self.freed == freed:
+                raise
+            log.warning("lake: %s/%s=%s: the disk was full; writing it again after deleting "
+                        "replaced versions", table, column, value)  # fmt: skip
+        return self._write_once(table, column, value, data, schema, extracted_at, before_swap)
+
+    def _write_once(
+        self,
+        table: str,
+        column: str,
+        value: str,
+        data: pa.Table,
+        schema: pa.Schema,
+        extracted_at: dt.datetime,
+        before_swap: Callable[[Path], None] | None,
+    ) -> WrittenPartition:
+        writer = self.open_partition(table, column, value, schema, extracted_at)
+        try:
+            writer.write(data)
+            return writer.commit(before_swap)
+        except BaseException:
+            writer.abort()
+            raise
 
     # -- locks and leftovers -------------------------------------------------------------------
 
@@ -264,15 +289,16 @@ class Lake:
         whoever set them aside (best effort)."""
         _drop_old(self.retired_dir(table), self.keep_replaced)
 
-    def free_replaced(self, table: str) -> int:
-        """Delete every replaced version of the table now, whatever its age (a full disk
-        needs their space more than a reader its listing); returns how many went."""
+    def free_replaced(self) -> None:
+        """Delete every replaced version in the lake now, whatever its age (a full disk needs
+        their space more than a reader its listing); ``freed`` counts them."""
         with quietly():
-            gone = _entries(self.retired_dir(table))
-            for old in gone:
-                _remove(old)
-            return len(gone)
-        return 0
+            for folder in _entries(self.root / STAGING):
+                if folder.name.endswith(RETIRED):
+                    gone = _names(folder)
+                    for name in gone:
+                        _remove(folder / name)
+                    self.freed += len(gone)  # only ever grows: a race loses no retry
 
     def _sweep(self, table: str) -> None:
         """Holding the table's lock exclusively: every leftover is stale, its writer dead.
@@ -290,7 +316,7 @@ class Lake:
                     log.warning("lake: restoring %s, which a killed run left aside", target)
                     os.rename(old, target)
                     restored += 1
-        if self.retired_dir(table).exists():  # what killed runs set aside, or ended ones
+        if _names(self.retired_dir(table)):  # what killed runs set aside, or ended ones
             _RETIRED.add(self.retired_dir(table), self.keep_replaced)
         stale = [*_entries(staged), *_entries(base / TRASH), *_entries(base / STAGING)]
         for leftover in stale:
@@ -463,7 +489,6 @@ class PartitionWriter:
         self.names: list[str] = []
         self.rows = 0
         self.done = False  # committed or aborted: the staging folder is gone, the lock released
-        self.freed = 0  # replaced versions deleted when the disk was full
 
     def write(self, batch: pa.Table) -> None:
         if batch.num_rows == 0:
@@ -572,20 +597,9 @@ class PartitionWriter:
                          where, after):  # fmt: skip
                 yield
         except StorageError as exc:
-            if getattr(exc.__cause__, "errno", None) in _FULL:  # the space replaced versions
-                self.freed += self.lake.free_replaced(self.table)  # hold: for a new attempt
+            if disk_full(exc):  # the space replaced versions hold: for a new attempt, a rerun
+                self.lake.free_replaced()
             raise
-
-
-def _write_whole(
-    writer: PartitionWriter, data: pa.Table, before_swap: Callable[[Path], None] | None
-) -> WrittenPartition:
-    try:
-        writer.write(data)
-        return writer.commit(before_swap)
-    except BaseException:
-        writer.abort()
-        raise
 
 
 # -- swapping ------------------------------------------------------------------------------------
@@ -770,7 +784,9 @@ def _entries(folder: Path) -> list[Path]:
         return sorted(folder / e.name for e in entries)
 
 
-_FULL = (errno.ENOSPC, errno.EDQUOT)
+def disk_full(exc: StorageError) -> bool:
+    """Whether a StorageError was a full disk or quota."""
+    return getattr(exc.__cause__, "errno", None) in (errno.ENOSPC, errno.EDQUOT)
 
 
 class _Retirements:
@@ -779,9 +795,15 @@ class _Retirements:
     versions of other processes sharing the lake are theirs to wait for; old ones go too)."""
 
     def __init__(self) -> None:
+        self.forget()
+
+    def forget(self) -> None:
+        """Start empty; in a forked child, the parent's threads did not come along, and its
+        mutex may have been held by one of them."""
         self._mutex = threading.Lock()
         self._due: dict[Path, tuple[float, float]] = {}  # folder -> (when, keep_replaced)
         self._threads: dict[Path, threading.Thread] = {}
+        self._finalized_in = 0  # the pid whose multiprocessing exit waits for the threads
 
     def add(self, folder: Path, keep: float) -> None:
         """A version was set aside in ``folder`` now: delete it ``keep`` seconds from now."""
@@ -797,6 +819,9 @@ class _Retirements:
                 log.debug("lake: no thread to delete replaced versions in %s: %s", folder, exc)
                 return
             self._threads[folder] = thread
+            if self._finalized_in != os.getpid():  # a multiprocessing child skips atexit
+                multiprocessing.util.Finalize(None, _drop_before_exit, exitpriority=0)
+                self._finalized_in = os.getpid()
 
     def _run(self, folder: Path) -> None:
         while True:
@@ -823,6 +848,7 @@ class _Retirements:
 
 
 _RETIRED = _Retirements()
+os.register_at_fork(after_in_child=_RETIRED.forget)
 
 
 @atexit.register

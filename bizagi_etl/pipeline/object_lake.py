@@ -141,8 +141,8 @@ class ObjectLake(Lake):
     def drop_replaced(self, table: str) -> None:
         """Nothing set aside here: replaced versions go by their markers (``retire``)."""
 
-    def free_replaced(self, table: str) -> int:
-        return 0
+    def free_replaced(self) -> None:
+        """Nothing set aside here."""
 
     def retire(
         self, folder: str, marker: str, entries: Sequence[pafs.FileInfo] | None = None
