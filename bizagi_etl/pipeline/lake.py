@@ -35,8 +35,9 @@ after a killed one. Waiting for a lock is bounded by ``lock_timeout``; beyond it
 
 Errors. A root that is a file or lies under one, a folder that cannot be created (``/proc``),
 permissions, a read-only or full disk raise ``StorageError`` saying what, where and what to
-do; the new version is dropped and the partition keeps its previous version. This module owns
-every path.
+do; the new version is dropped and the partition keeps its previous version. A full disk first
+gets back the space of every replaced version still kept for readers, and ``write_partition``
+then tries once more. This module owns every path.
 """
 
 from __future__ import annotations
