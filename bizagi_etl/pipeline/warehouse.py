@@ -447,18 +447,17 @@ class Warehouse:
 
     def views(self) -> list[str]:
         """The views of schema ``analytics``."""
-        rows = self.con.execute(
-            f"SELECT table_name FROM information_schema.tables WHERE table_catalog = "
-            f"current_database() AND table_schema = {lit.string(VIEWS)} "
-            f"AND table_type = 'VIEW' ORDER BY table_name"
-        ).fetchall()
-        return [str(r[0]) for r in rows]
+        return self._relations(VIEWS, "VIEW")
 
     def tables(self) -> list[str]:
+        """The tables of schema ``bizagi``."""
+        return self._relations(SCHEMA, "BASE TABLE")
+
+    def _relations(self, schema: str, kind: str) -> list[str]:
         rows = self.con.execute(
             f"SELECT table_name FROM information_schema.tables WHERE table_catalog = "
-            f"current_database() AND table_schema = {lit.string(SCHEMA)} "
-            f"AND table_type = 'BASE TABLE' ORDER BY table_name"
+            f"current_database() AND table_schema = {lit.string(schema)} "
+            f"AND table_type = {lit.string(kind)} ORDER BY table_name"
         ).fetchall()
         return [str(r[0]) for r in rows]
 
