@@ -285,21 +285,13 @@ class Lake:
             os.rename(version, folder / f"{version.name}.{time.time_ns()}")
             _RETIRED.add(folder, self.keep_replaced)
 
-    def drop_replaced(self, table: str) -> None:
-        """Delete the table's replaced versions that are ``keep_replaced`` seconds old,
-        whoever set them aside (best effort)."""
-        _drop_old(self.retired_dir(table), self.keep_replaced)
-
     def free_replaced(self) -> None:
         """Delete every replaced version in the lake now, whatever its age (a full disk needs
         their space more than a reader its listing); ``freed`` counts them."""
         with quietly():
             for folder in _entries(self.root / STAGING):
                 if folder.name.endswith(RETIRED):
-                    gone = _names(folder)
-                    for name in gone:
-                        _remove(folder / name)
-                    self.freed += len(gone)  # only ever grows: a race loses no retry
+                    self.freed += _drop_old(folder, 0.0)  # only grows: a race loses no retry
 
     def _sweep(self, table: str) -> None:
         """Holding the table's lock exclusively: every leftover is stale, its writer dead.
@@ -777,12 +769,7 @@ def _errors(root: Path | str, what: str, where: Path | str, after: str = "") -> 
 
 
 def _entries(folder: Path) -> list[Path]:
-    try:
-        entries = os.scandir(folder)
-    except (FileNotFoundError, NotADirectoryError):
-        return []
-    with entries:
-        return sorted(folder / e.name for e in entries)
+    return sorted(folder / name for name in _names(folder))
 
 
 def disk_full(exc: StorageError) -> bool:
@@ -861,17 +848,21 @@ def _drop_before_exit() -> None:
     _RETIRED.wait(KEEP_REPLACED + 2.0)
 
 
-def _drop_old(folder: Path, keep: float) -> None:
-    """Delete the replaced versions in ``folder`` that are ``keep`` seconds old (best effort)."""
+def _drop_old(folder: Path, keep: float) -> int:
+    """Delete the replaced versions in ``folder`` that are ``keep`` seconds old (best effort);
+    returns how many."""
+    now, gone = time.time_ns(), 0
     with quietly():
-        now = time.time_ns()
         for name in _names(folder):
             if _age(name, now) >= keep:
                 _remove(folder / name)
+                gone += 1
+    return gone
 
 
 def _names(folder: Path) -> list[str]:
-    """A folder's entries, unsorted (cheaper than ``_entries`` for a long folder)."""
+    """A folder's entry names, unsorted (``_entries`` sorts paths: dearer for a long folder);
+    none if there is no such folder."""
     try:
         with os.scandir(folder) as entries:
             return [e.name for e in entries]

@@ -138,11 +138,8 @@ class ObjectLake(Lake):
         """No lock to hold: versions and markers keep concurrent writers apart."""
         yield
 
-    def drop_replaced(self, table: str) -> None:
-        """Nothing set aside here: replaced versions go by their markers (``retire``)."""
-
     def free_replaced(self) -> None:
-        """Nothing set aside here."""
+        """Nothing set aside here: replaced versions go by their markers (``retire``)."""
 
     def retire(
         self, folder: str, marker: str, entries: Sequence[pafs.FileInfo] | None = None
