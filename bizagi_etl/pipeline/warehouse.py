@@ -108,8 +108,8 @@ def quote(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
 
 
-def table_ref(table: str) -> str:
-    return f"{SCHEMA}.{quote(check_identifier('table', table))}"
+def table_ref(table: str, schema: str = SCHEMA) -> str:
+    return f"{quote(schema)}.{quote(_named(table, schema))}"
 
 
 class Warehouse:
@@ -441,8 +441,9 @@ class Warehouse:
         if not self.columns(table, schema=schema):
             return 0
         where = f"WHERE _partition = {lit.string(partition)}" if partition else ""
-        ref = f"{quote(schema)}.{quote(_named(table, schema))}"
-        row = self.con.execute(f"SELECT count(*) FROM {ref} {where}").fetchone()
+        row = self.con.execute(
+            f"SELECT count(*) FROM {table_ref(table, schema)} {where}"
+        ).fetchone()
         return int(row[0]) if row else 0
 
     def views(self) -> list[str]:
