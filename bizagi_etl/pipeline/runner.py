@@ -71,7 +71,6 @@ def run(
     """
     report = RunReport()
     streams = resolve_streams(client, catalog, list(names))
-    viewed = False
     for i, stream in enumerate(streams):
         extracted_at = dt.datetime.now(dt.UTC)
         try:
@@ -86,8 +85,7 @@ def run(
                 report.loaded |= load_result(open_warehouse, result, extracted_at)
                 if i == len(streams) - 1:  # the views in the same opening: one less open
                     report.views = refresh_views(open_warehouse, catalog.all())
-                    viewed = True
-    if warehouse is not None and not viewed:
+    if warehouse is not None and not report.views:  # the last stream failed: not viewed yet
         with _opened(warehouse) as open_warehouse:
             report.views = refresh_views(open_warehouse, catalog.all())
     return report
