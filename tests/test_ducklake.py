@@ -2,15 +2,19 @@
 and the lake on moto's S3.
 
 - Four processes land four months at once, then a process that knows only the catalog, the
-  bucket and the credentials reads exactly the emulator's truth with the README's SQL.
-- A commit that conflicts with another writer's is retried and lands.
-- kill -9 of a writer mid-commit leaves the catalog consistent, and a rerun lands exactly.
+  bucket and the credentials reads exactly the emulator's truth with the README's SQL (plus
+  the options moto's endpoint needs).
+- A commit that conflicts with another writer's is retried and lands; the pauses between
+  attempts double from 50 ms to 2 s with jitter; a conflict past the timeout is raised.
+- kill -9 of a writer mid-commit leaves the catalog consistent, and a rerun lands exactly: at
+  random moments of many loads, and inside the catalog's commit itself.
 - A whole CLI run (every stream, the sql/ views) lands the same as into a DuckDB file.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 import logging
 import os
@@ -22,6 +26,7 @@ import textwrap
 import threading
 import time
 
+import duckdb
 import pyarrow as pa
 import pytest
 from conftest import landed_cases, settings_for, truth_at
@@ -30,6 +35,7 @@ from bizagi_etl.connector import BizagiClient, SettingsError
 from bizagi_etl.connector.errors import LockError
 from bizagi_etl.emulator import EmulatorConfig, EmulatorServer
 from bizagi_etl.pipeline import Catalog, PipelineSettings, sync_stream
+from bizagi_etl.pipeline import ducklake as ducklake_module
 from bizagi_etl.pipeline.lake import open_lake
 from bizagi_etl.pipeline.warehouse import Warehouse
 
@@ -71,7 +77,9 @@ params = con.execute("SELECT case_id, xpath, value, value_type "
                      "FROM bizagi_warehouse.bizagi.case_parameters").fetchall()
 days = con.execute("SELECT count(*) FROM bizagi_warehouse.analytics.cases_per_process_day"
                    ).fetchone()[0]
-print(json.dumps({"cases": cases, "params": params, "view_rows": days}, default=str))
+sla = con.execute("SELECT count(*) FROM bizagi_warehouse.analytics.case_sla").fetchone()[0]
+print(json.dumps({"cases": cases, "params": params, "view_rows": days, "sla_rows": sla},
+                 default=str))
 """
 
 
@@ -109,6 +117,7 @@ def test_four_processes_land_four_months_at_once_and_a_reader_sees_the_truth(
     assert got_cases == wanted
     assert got_params == {p for p in truth_params if p[0] in wanted}
     assert landed["view_rows"] > 0
+    assert landed["sla_rows"] == len(wanted), "the README's query: a row per case"
 
 
 def _instant(text: str | None) -> dt.datetime | None:
@@ -154,6 +163,73 @@ def test_a_commit_that_conflicts_with_another_writers_is_retried(s3_lake_uri, du
         assert len(commits) == 2, "the conflicting commit ran again"
         assert "commit conflict with another writer" in caplog.text
         assert first.partition_counts("t") == {"2025-01-01": 3, "2025-01-02": 5}
+
+
+class _Clock:
+    """time.monotonic and time.sleep for ``retrying``: sleeping moves the clock."""
+
+    def __init__(self) -> None:
+        self.now, self.pauses = 1000.0, []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.pauses.append(seconds)
+        self.now += seconds
+
+
+def _conflicts(times: int):
+    calls = []
+
+    def run() -> str:
+        calls.append(1)
+        if len(calls) <= times:
+            raise duckdb.TransactionException("Failed to commit DuckLake transaction: conflict")
+        return "landed"
+
+    return run, calls
+
+
+def test_conflicts_are_retried_with_a_jittered_pause_that_doubles_up_to_two_seconds(
+    monkeypatch,
+):
+    clock = _Clock()
+    monkeypatch.setattr(ducklake_module, "time", clock)
+    said = []
+    run, calls = _conflicts(14)  # enough for the lowest jitters to reach the cap
+    assert ducklake_module.retrying("loading t", run, timeout=60,
+                                    log=lambda *a: said.append(a)) == "landed"  # fmt: skip
+    assert len(calls) == 15
+    assert len(said) == 14
+    assert [a[2] for a in said] == list(range(1, 15)), "each retry says its attempt"
+    assert clock.pauses[0] == 0.05
+    for before, after in itertools.pairwise(clock.pauses):
+        assert 0.75 * min(before * 2, 2.0) <= after <= 1.25 * min(before * 2, 2.0)
+    assert max(clock.pauses) <= 2.5, "capped near 2 s"
+    assert clock.pauses[-1] >= 1.5, "and the cap reached"
+    assert len(set(clock.pauses[1:])) == len(clock.pauses) - 1, "jittered, not in lockstep"
+
+
+def test_a_conflict_that_lasts_past_the_timeout_is_raised_and_other_errors_at_once(
+    monkeypatch,
+):
+    clock = _Clock()
+    monkeypatch.setattr(ducklake_module, "time", clock)
+    run, _calls = _conflicts(10_000)
+    with pytest.raises(duckdb.TransactionException, match="Failed to commit DuckLake"):
+        ducklake_module.retrying("loading t", run, timeout=5, log=lambda *a: None)
+    assert sum(clock.pauses) <= 5, "no pause that ends past the deadline"
+    assert sum(clock.pauses) >= 2.5, "it kept trying until then"
+
+    clock.pauses.clear()
+
+    def broken() -> None:
+        raise duckdb.CatalogException("Table with name t does not exist")
+
+    with pytest.raises(duckdb.CatalogException):
+        ducklake_module.retrying("loading t", broken, timeout=60, log=lambda *a: None)
+    assert clock.pauses == [], "not a conflict: no retry"
 
 
 # A writer that loads forty partitions, one transaction each, and says when each committed.
@@ -299,3 +375,67 @@ def test_a_moving_world_syncs_into_a_lake_on_s3_and_a_ducklake(s3_lake_uri, duck
                 )  # fmt: skip
                 assert got == truth, now
         assert warehouse.key_problems("cases", ["id"]) == (0, 0)
+
+
+def test_a_writer_killed_while_its_catalog_commit_waits_leaves_the_catalog_as_it_was(
+    s3_lake_uri, ducklake
+):
+    """kill -9 inside the commit itself, not near it: the test holds the catalog's snapshot
+    table against writes, so the writer's next COMMIT waits inside its PostgreSQL transaction
+    (its data files already on S3), on the statement that writes the new snapshot; the writer
+    is killed there, the table let go. The catalog then holds exactly what the writer
+    committed before, and a rerun lands every day once."""
+    import psycopg2
+
+    catalog, data = ducklake
+    lake = open_lake(s3_lake_uri)
+    days = DAYS[:12]
+    for i, day in enumerate(days):
+        rows = pa.table({"id": range(i * 1000, (i + 1) * 1000), "day": [day] * 1000})
+        lake.write_partition("t", "day", day, [rows], rows.schema, key=[], extracted_at=AT)
+    args = [sys.executable, "-c", textwrap.dedent(_LOADER), s3_lake_uri, catalog, data]
+    holder = psycopg2.connect(catalog.removeprefix("ducklake:postgres:"))
+    child = subprocess.Popen(args, stdout=subprocess.PIPE, text=True, env=os.environ.copy())
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline().split() == ["committed", days[0]]
+        with holder.cursor() as cursor:  # reads go on; the commit's writes wait
+            cursor.execute("LOCK TABLE ducklake_snapshot IN EXCLUSIVE MODE")
+        waiting = _catalog_statement_waiting(holder, timeout=60)
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        holder.rollback()
+        holder.close()
+    committed = [days[0]] + [line.split()[1] for line in child.stdout.read().splitlines()]
+    mode, table, statement = waiting
+    assert (mode, table) == ("RowExclusiveLock", "ducklake_snapshot"), waiting
+    assert statement.startswith('INSERT INTO "public".ducklake_snapshot'), "its commit's writes"
+    with Warehouse(catalog, data=data) as warehouse:
+        # PostgreSQL rolled the killed commit back: what the writer committed before, only.
+        assert warehouse.partition_counts("t") == dict.fromkeys(committed, 1000)
+        assert warehouse.key_problems("t", ["id"]) == (0, 0)
+    rerun = subprocess.run(args, capture_output=True, text=True, env=os.environ.copy(),
+                           timeout=300)  # fmt: skip
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    with Warehouse(catalog, data=data) as warehouse:
+        assert warehouse.partition_counts("t") == dict.fromkeys(days, 1000)
+        assert warehouse.key_problems("t", ["id"]) == (0, 0)
+
+
+def _catalog_statement_waiting(holder, timeout: float) -> tuple[str, str, str]:
+    """(lock mode, table, statement) of another session of the catalog's database that waits
+    for a table lock."""
+    deadline = time.monotonic() + timeout
+    with holder.cursor() as cursor:
+        while time.monotonic() < deadline:
+            cursor.execute(
+                "SELECT l.mode, c.relname, a.query FROM pg_locks l "
+                "JOIN pg_class c ON c.oid = l.relation JOIN pg_stat_activity a ON a.pid = l.pid "
+                "WHERE NOT l.granted AND l.pid <> pg_backend_pid()"
+            )
+            found = cursor.fetchall()
+            if found:
+                return tuple(str(v) for v in found[0])
+            time.sleep(0.05)
+    raise AssertionError("no writer came to wait for the catalog's snapshot table")
