@@ -384,7 +384,8 @@ def test_a_writer_killed_while_its_catalog_commit_waits_leaves_the_catalog_as_it
     table against writes, so the writer's next COMMIT waits inside its PostgreSQL transaction
     (its data files already on S3), on the statement that writes the new snapshot; the writer
     is killed there, the table let go. The catalog then holds exactly what the writer
-    committed before, and a rerun lands every day once."""
+    committed before, DuckLake's orphan cleanup deletes only the data file the killed commit
+    left, and a rerun lands every day once."""
     import psycopg2
 
     catalog, data = ducklake
@@ -415,12 +416,27 @@ def test_a_writer_killed_while_its_catalog_commit_waits_leaves_the_catalog_as_it
         # PostgreSQL rolled the killed commit back: what the writer committed before, only.
         assert warehouse.partition_counts("t") == dict.fromkeys(committed, 1000)
         assert warehouse.key_problems("t", ["id"]) == (0, 0)
+        # The killed commit's data file is on S3 but in no snapshot: the README's cleanup.
+        before = _data_files(data)
+        cleanup = "CALL ducklake_delete_orphaned_files('bizagi_warehouse', cleanup_all => true)"
+        deleted = {str(r[0]).removeprefix("s3://") for r in warehouse.query(cleanup)}
+        assert deleted, "the killed commit left a data file behind"
+        assert _data_files(data) == before - deleted
+        assert warehouse.partition_counts("t") == dict.fromkeys(committed, 1000)
     rerun = subprocess.run(args, capture_output=True, text=True, env=os.environ.copy(),
                            timeout=300)  # fmt: skip
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     with Warehouse(catalog, data=data) as warehouse:
         assert warehouse.partition_counts("t") == dict.fromkeys(days, 1000)
         assert warehouse.key_problems("t", ["id"]) == (0, 0)
+
+
+def _data_files(data: str) -> set[str]:
+    from pyarrow import fs
+
+    store, root = fs.FileSystem.from_uri(data)
+    found = store.get_file_info(fs.FileSelector(root, recursive=True, allow_not_found=True))
+    return {f.path for f in found if f.type == fs.FileType.File}
 
 
 def _catalog_statement_waiting(holder, timeout: float) -> tuple[str, str, str]:
