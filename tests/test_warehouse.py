@@ -204,3 +204,34 @@ def test_latest_is_the_newest_snapshot_so_rows_the_source_dropped_leave_it(lake,
     assert latest == [(1, "a2"), (3, "c2")]  # id 2 is gone at the source
     history = warehouse.query("SELECT count(*) FROM bizagi.t")
     assert history == [(5,)]  # the snapshots keep their history
+
+
+def test_a_load_of_one_file_runs_on_one_thread_and_the_setting_comes_back(tmp_path):
+    """One file inserts faster and smaller on one thread (see Warehouse._threads_for); a load of
+    several files keeps DuckDB's threads, and so do the queries after either."""
+    lake = Lake(tmp_path / "lake")
+    files = []
+    for day in ("2025-01-01", "2025-01-02"):
+        table = pa.table({"id": [1, 2]})
+        files.append((day, lake.write_partition("t", "day", day, [table], table.schema, key=[],
+                                                extracted_at=AT).files))  # fmt: skip
+    with Warehouse(tmp_path / "w.duckdb") as w:
+        threads = w.query("SELECT current_setting('threads')")[0][0]
+        real, seen = w.con, []
+
+        class Watched:
+            def execute(self, sql, *args):
+                if sql.startswith("INSERT INTO"):
+                    seen.append(real.execute("SELECT current_setting('threads')").fetchone()[0])
+                return real.execute(sql, *args)
+
+            def __getattr__(self, name):
+                return getattr(real, name)
+
+        w.con = Watched()
+        w.load_partitions("t", files[:1], AT)
+        w.load_partitions("t", files, AT)
+        w.con = real
+        assert seen == [1, threads]
+        assert w.query("SELECT current_setting('threads')")[0][0] == threads
+        assert w.partition_counts("t") == {"2025-01-01": 2, "2025-01-02": 2}

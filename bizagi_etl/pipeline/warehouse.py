@@ -289,7 +289,8 @@ class Warehouse:
         self._cache_reads(remote)
         what = f"loading {len(values)} partitions of {table}"
         try:
-            rows = self._retry(what, lambda: self._replace(table, pairs, values, extracted_at))
+            with self._threads_for(len(pairs)):
+                rows = self._retry(what, lambda: self._replace(table, pairs, values, extracted_at))
         except duckdb.Error as exc:
             disk = self._storage_error(what, exc)
             if disk is not None:
@@ -343,6 +344,26 @@ class Warehouse:
         if remote != self._file_cache:
             self.con.execute(f"SET enable_external_file_cache = {str(remote).lower()}")
             self._file_cache = remote
+
+    @contextmanager
+    def _threads_for(self, files: int) -> Iterator[None]:
+        """A load of one file runs on one thread, and of more on DuckDB's usual number.
+
+        Measured in fresh processes on two cores: a 200k-row snapshot's single file loaded in
+        0.44 s at 196 MB peak on one thread against 0.59 s at 215 MB on two; 100k cases' 2,070
+        files loaded in 1.6-1.8 s on two threads against 2.0 s on one. Not for a DuckLake, whose
+        files are on object storage, where threads also hide the store's latency."""
+        if files > 1 or self.ducklake:
+            yield
+            return
+        self.con.execute("SET threads = 1")
+        try:
+            yield
+        finally:
+            try:
+                self.con.execute("RESET threads")
+            except duckdb.Error as exc:  # a connection a failed load broke: its error counts
+                log.debug("warehouse: could not reset threads after a load: %s", exc)
 
     def _rollback(self) -> None:
         """Undo a failed load. DuckDB may have ended the transaction already (a COMMIT that
