@@ -289,7 +289,7 @@ class Warehouse:
         self._cache_reads(remote)
         what = f"loading {len(values)} partitions of {table}"
         try:
-            with self._threads_for(len(pairs)):
+            with self._threads_for(len(pairs), remote):
                 rows = self._retry(what, lambda: self._replace(table, pairs, values, extracted_at))
         except duckdb.Error as exc:
             disk = self._storage_error(what, exc)
@@ -346,14 +346,16 @@ class Warehouse:
             self._file_cache = remote
 
     @contextmanager
-    def _threads_for(self, files: int) -> Iterator[None]:
-        """A load of one file runs on one thread, and of more on DuckDB's usual number.
+    def _threads_for(self, files: int, remote: bool) -> Iterator[None]:
+        """A load of one local file into a DuckDB file runs on one thread; others on DuckDB's
+        usual number.
 
         Measured in fresh processes on two cores: a 200k-row snapshot's single file loaded in
         0.44 s at 196 MB peak on one thread against 0.59 s at 215 MB on two; 100k cases' 2,070
-        files loaded in 1.6-1.8 s on two threads against 2.0 s on one. Not for a DuckLake, whose
-        files are on object storage, where threads also hide the store's latency."""
-        if files > 1 or self.ducklake:
+        files loaded in 1.6-1.8 s on two threads against 2.0 s on one. Not measured, so left
+        as they were: files on object storage, where threads also hide the store's latency,
+        and a DuckLake."""
+        if files > 1 or remote or self.ducklake:
             yield
             return
         self.con.execute("SET threads = 1")
