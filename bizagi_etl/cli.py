@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from bizagi_etl.pipeline import Catalog, PipelineSettings
 
 DEBUG = "bizagi_etl.debug"  # ctx.meta key: show tracebacks and the redacted HTTP log
+PROGRAM = "bizagi_etl.program"  # the root context's obj when run as the installed program
 
 
 class Day(click.ParamType):
@@ -132,7 +133,7 @@ def streams(streams_file: Path | None) -> None:
     """The stream catalog: tables, key and partitioning."""
     from rich.table import Table
 
-    from bizagi_etl.console import out
+    from bizagi_etl.report import out
 
     catalog = _catalog(_pipeline_settings(streams_file=streams_file))
     table = Table(title="Streams", title_justify="left")
@@ -181,8 +182,9 @@ def extract(
     duckdb_memory_limit: str | None,
 ) -> None:
     """Extract STREAM... over [start, end) into the lake, and load the warehouse."""
+    from bizagi_etl import handover
     from bizagi_etl.connector import BizagiClient, BizagiSettings
-    from bizagi_etl.console import run_and_report
+    from bizagi_etl.console import extract_for_handover, run_and_report
 
     today = dt.datetime.now(dt.UTC).date()
     first = start or today - dt.timedelta(days=1)
@@ -193,13 +195,36 @@ def extract(
                                duckdb_memory_limit=duckdb_memory_limit)  # fmt: skip
     catalog = _catalog(where)
     settings = BizagiSettings.from_env()
-    with BizagiClient(settings) as client:
-        report = run_and_report(client, catalog, stream_names, where, not no_load, first, last)
-    if report.failed:
+    ctx = click.get_current_context()
+    if no_load or ctx.find_root().obj != PROGRAM or not handover.possible():
+        with BizagiClient(settings) as client:
+            report = run_and_report(client, catalog, stream_names, where, not no_load, first,
+                                    last)  # fmt: skip
         from bizagi_etl.failures import explain
 
-        for name, error in report.failed.items():
-            click.echo(f"FAILED: stream {name}: {explain(error)}", err=True)
+        _report_failed({name: explain(error) for name, error in report.failed.items()})
+        return
+    with BizagiClient(settings) as client:
+        plan, folder = extract_for_handover(client, catalog, stream_names, where, first, last)
+    path = handover.hand_over(plan, folder, debug=ctx.meta[DEBUG])  # returns if it cannot
+    _report_failed(handover.land_plan(path).failed)
+
+
+@main.command(hidden=True)
+@click.argument("plan_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def land(plan_file: Path) -> None:
+    """Load what ``extract`` wrote, as PLAN_FILE says: ``extract`` hands its load over to a
+    fresh image of its process (bizagi_etl/handover.py)."""
+    from bizagi_etl.handover import land_plan
+
+    _report_failed(land_plan(plan_file).failed)
+
+
+def _report_failed(failed: dict[str, str]) -> None:
+    """The streams that failed on their own account, a line each, and exit status 1."""
+    if failed:
+        for name, why in failed.items():
+            click.echo(f"FAILED: stream {name}: {why}", err=True)
         raise SystemExit(1)
 
 
@@ -267,5 +292,12 @@ def _catalog(settings: PipelineSettings) -> Catalog:
         raise click.UsageError(str(exc)) from None
 
 
+def program() -> None:
+    """The installed ``bizagi-etl`` (and ``python -m bizagi_etl.cli``): ``main``, as a process
+    of its own, which ``extract`` may hand its load over to (bizagi_etl/handover.py). Callers
+    of ``main`` in a process they keep (tests, scripts) get the load in that process."""
+    main(obj=PROGRAM)
+
+
 if __name__ == "__main__":
-    main()
+    program()

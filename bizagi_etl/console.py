@@ -6,6 +6,7 @@ import datetime as dt
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rich.console import Console
@@ -27,7 +28,6 @@ from bizagi_etl.pipeline import (
     NEW,
     OPEN,
     Catalog,
-    ExtractResult,
     PipelineSettings,
     RunReport,
     SyncReport,
@@ -41,14 +41,14 @@ from bizagi_etl.pipeline import (
     use_system_allocator,
 )
 from bizagi_etl.pipeline import Progress as ProgressCallback
+from bizagi_etl.pipeline.landing import land, view_plan
+from bizagi_etl.report import out, summary, where_it_landed
 
 if TYPE_CHECKING:
+    from bizagi_etl.handover import LoadPlan
     from bizagi_etl.pipeline.warehouse import Warehouse
 
 console = Console(stderr=True)
-out = Console()
-if not out.is_terminal:  # piped or captured: no terminal width to respect, keep tables whole
-    out = Console(width=160)
 
 
 class _Rate(ProgressColumn):
@@ -81,30 +81,6 @@ def stream_progress() -> Iterator[ProgressCallback]:
         yield update
 
 
-def summary(results: Sequence[ExtractResult], loaded: dict[str, int]) -> Table:
-    table = Table(title="What landed", title_justify="left")
-    for name in ("stream", "table", "partitions", "rows", "in warehouse", "requests", "retries",
-                 "token refreshes", "seconds"):  # fmt: skip
-        table.add_column(name, justify="left" if name in ("stream", "table") else "right")
-    for result in results:
-        tables = sorted({p.table for p in result.partitions}, key=lambda t: t != result.stream)
-        for i, name in enumerate(tables):
-            parts = [p for p in result.partitions if p.table == name]
-            first = i == 0
-            table.add_row(
-                result.stream if first else "",
-                name,
-                f"{len(parts):,}",
-                f"{sum(p.rows for p in parts):,}",
-                f"{loaded[name]:,}" if name in loaded else "-",
-                f"{result.requests:,}" if first else "",
-                f"{result.retries:,}" if first else "",
-                f"{result.token_refreshes:,}" if first else "",
-                f"{result.seconds:.1f}" if first else "",
-            )
-    return table
-
-
 def run_and_report(
     client: BizagiClient,
     catalog: Catalog,
@@ -123,10 +99,61 @@ def run_and_report(
     with stream_progress() as progress:
         report = run(client, catalog, names, lake, partial(_warehouse, where) if load else None,
                      start=start, end=end, progress=progress)  # fmt: skip
-    out.print(summary(report.results, report.loaded))
-    shown = f"   Warehouse: {where.warehouse}" if load else "   (not loaded)"
-    out.print(f"Lake: {where.lake}{shown}")
+    out.print(summary(report.loads, report.loaded))
+    out.print(where_it_landed(where.lake, where.warehouse if load else None))
     return report
+
+
+def extract_for_handover(
+    client: BizagiClient,
+    catalog: Catalog,
+    names: Sequence[str],
+    where: PipelineSettings,
+    start: dt.date,
+    end: dt.date,
+) -> tuple[LoadPlan, Path]:
+    """Extract the named streams with a live progress line each and load nothing: the plan
+    of their load, and the folder that holds its files (see bizagi_etl/handover.py).
+
+    An error that ends the run loads what the streams before it extracted, in this process,
+    as ``run`` loads each stream once extracted, and is raised then (an interrupt is not held
+    up by a load: the lake keeps what was extracted, for a rerun).
+    """
+    from bizagi_etl import handover
+    from bizagi_etl.failures import explain
+
+    use_system_allocator()
+    defer_pandas()
+    freeze_imports()
+    lake = open_lake(where.lake, lock_timeout=where.lock_timeout)
+    report = RunReport()
+    try:
+        with stream_progress() as progress:
+            run(client, catalog, names, lake, None, start=start, end=end, progress=progress,
+                report=report)  # fmt: skip
+    except Exception:
+        _land_before_failing(where, report)
+        raise
+    folder = handover.plan_folder(where.warehouse)
+    plan = handover.LoadPlan(
+        lake=where.lake, warehouse=where.warehouse, memory_limit=where.duckdb_memory_limit,
+        data=where.warehouse_data, lock_timeout=where.lock_timeout, loads=tuple(report.loads),
+        views=view_plan(catalog.all(), folder),
+        failed={name: explain(error) for name, error in report.failed.items()},
+    )  # fmt: skip
+    return plan, folder
+
+
+def _land_before_failing(where: PipelineSettings, report: RunReport) -> None:
+    """Load what a failing run extracted; a load that fails too is logged, not raised, so the
+    run's own error is the one reported."""
+    if not report.loads:
+        return
+    try:
+        with _warehouse(where) as warehouse:
+            land(warehouse, report.loads)
+    except Exception as exc:
+        console.print(f"[yellow]what was extracted before the failure did not load: {exc}")
 
 
 def sync_and_report(

@@ -13,9 +13,10 @@ from pathlib import Path
 import click
 
 from bizagi_etl.connector import BizagiClient, BizagiSettings, Secret
-from bizagi_etl.console import out, run_and_report
+from bizagi_etl.console import run_and_report
 from bizagi_etl.emulator import EmulatorConfig, EmulatorServer
 from bizagi_etl.pipeline import Catalog, PipelineSettings, Warehouse
+from bizagi_etl.report import out
 
 DEMO_QUERIES = (
     ("Cases per process in the last 30 days of the history",

@@ -17,13 +17,13 @@ import pytest
 from bizagi_etl.connector.errors import SchemaError
 from bizagi_etl.pipeline.dataframes import to_frame
 from bizagi_etl.pipeline.frames import empty_table, to_table, use_system_allocator
+from bizagi_etl.pipeline.names import check_identifier
 from bizagi_etl.pipeline.schema import (
     BIZAGI_TYPES,
     DECIMAL,
     MONEY,
     TIMESTAMP,
     Col,
-    check_identifier,
     safe_name,
     unique_names,
 )

@@ -23,7 +23,7 @@ from bizagi_etl import BizagiClient, BizagiSettings
 from bizagi_etl.connector.errors import SchemaError
 from bizagi_etl.pipeline.extract import extract_stream
 from bizagi_etl.pipeline.lake import Lake
-from bizagi_etl.pipeline.schema import check_identifier
+from bizagi_etl.pipeline.names import check_identifier
 from bizagi_etl.pipeline.streams import (
     DAILY,
     FAMILY,

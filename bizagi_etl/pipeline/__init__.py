@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING
 from bizagi_etl.lazy import lazy_exports
 
 _EXPORTS = {
-    "bizagi_etl.pipeline.schema": ("Col", "check_identifier", "safe_name", "unique_names"),
+    "bizagi_etl.pipeline.schema": ("Col", "safe_name", "unique_names"),
+    "bizagi_etl.pipeline.names": ("check_identifier",),
     "bizagi_etl.pipeline.streams": (
         "BUILTIN", "BUILTIN_KIND", "CUSTOM", "DAILY", "ENTITY", "ENTITY_VALUES", "FAMILY",
         "SNAPSHOT", "Catalog", "Child", "Stream", "custom_streams", "entity_stream",
@@ -81,8 +82,9 @@ if TYPE_CHECKING:
         extracted_at_of,
         open_lake,
     )
+    from bizagi_etl.pipeline.names import check_identifier
     from bizagi_etl.pipeline.runner import RunReport, refresh_views, run
-    from bizagi_etl.pipeline.schema import Col, check_identifier, safe_name, unique_names
+    from bizagi_etl.pipeline.schema import Col, safe_name, unique_names
     from bizagi_etl.pipeline.settings import (
         DEFAULT_MEMORY_LIMIT,
         PIPELINE_ENV_VARS,

@@ -27,7 +27,7 @@ from typing import TypeVar
 
 import duckdb
 
-from bizagi_etl.connector import SettingsError, WarehouseError
+from bizagi_etl.connector.errors import SettingsError, WarehouseError
 from bizagi_etl.pipeline import sql_literals as lit
 from bizagi_etl.pipeline.settings import DUCKLAKE
 

@@ -47,6 +47,7 @@ from bizagi_etl.connector import (
 from bizagi_etl.pipeline.arrow_pages import ArrowPages, arrow_pages_for
 from bizagi_etl.pipeline.frames import combine, empty_table, to_table
 from bizagi_etl.pipeline.lake import Lake, PartitionWriter, WrittenPartition
+from bizagi_etl.pipeline.landing import StreamLoad, land
 from bizagi_etl.pipeline.streams import (
     DAILY,
     FAMILY,
@@ -273,10 +274,7 @@ def load_result(
     warehouse: Warehouse, result: ExtractResult, extracted_at: dt.datetime
 ) -> dict[str, int]:
     """Load every partition an extraction wrote, one transaction per table; rows per table."""
-    by_table: dict[str, list[tuple[str, tuple[Path | str, ...]]]] = defaultdict(list)
-    for p in result.partitions:
-        by_table[p.table].append((p.value, p.files))
-    return {t: warehouse.load_partitions(t, parts, extracted_at) for t, parts in by_table.items()}
+    return land(warehouse, [StreamLoad.of(result, extracted_at)])
 
 
 class _Run:

@@ -72,8 +72,9 @@ import pyarrow.parquet as pq
 from bizagi_etl.connector import BizagiError, SchemaError
 from bizagi_etl.connector.errors import LockError, StorageError
 from bizagi_etl.pipeline.frames import combine
-from bizagi_etl.pipeline.schema import check_identifier
+from bizagi_etl.pipeline.names import check_identifier
 from bizagi_etl.pipeline.settings import DEFAULT_LOCK_TIMEOUT
+from bizagi_etl.pipeline.storage import check_folder, storage_error
 
 if sys.platform != "win32":
     import fcntl
@@ -848,6 +849,12 @@ def _drop_before_exit() -> None:
     _RETIRED.wait(KEEP_REPLACED + 2.0)
 
 
+def finish_replacing() -> None:
+    """Wait, as at exit, for the deletion of the versions this process replaced: for a caller
+    about to replace the process's image (exec runs no ``atexit`` handler)."""
+    _drop_before_exit()
+
+
 def _drop_old(folder: Path, keep: float) -> int:
     """Delete the replaced versions in ``folder`` that are ``keep`` seconds old (best effort);
     returns how many."""
@@ -898,52 +905,6 @@ def quietly() -> Iterator[None]:
         yield
     except OSError as exc:
         log.debug("lake: ignored %s", exc)
-
-
-_REASONS = {
-    errno.ENOSPC: ("the disk is full", "free space there and rerun"),
-    errno.EDQUOT: ("the disk quota is used up", "free space there and rerun"),
-    errno.EROFS: ("the file system is read-only", "choose a writable place and rerun"),
-    errno.EACCES: ("permission denied", "give this user write access there and rerun"),
-    errno.EPERM: ("operation not permitted", "give this user write access there and rerun"),
-    errno.ENOTDIR: ("a file stands where a folder should be", "choose a folder and rerun"),
-    errno.EEXIST: ("a file stands where a folder should be", "choose a folder and rerun"),
-    errno.ENOENT: ("a folder there cannot be created or has vanished", "choose a folder and "
-                   "rerun"),
-}  # fmt: skip
-
-
-def storage_error(
-    subject: str, variable: str, what: str, where: Path | str, exc: OSError, after: str = ""
-) -> StorageError:
-    """``{subject}: {what} failed at {where}: {reason} ({error}); {after}; {what to do}``."""
-    reason, todo = _REASONS.get(exc.errno or 0, (exc.strerror or "", "rerun once fixed"))
-    detail = f"{reason} ({exc})" if reason else str(exc)
-    if exc.errno in (errno.ENOTDIR, errno.EEXIST, errno.ENOENT, errno.EROFS):
-        todo = f"{todo}, or set {variable} elsewhere"
-    return StorageError(f"{subject}: {what} failed at {where}: {detail}; "
-                        f"{after + '; ' if after else ''}{todo}")  # fmt: skip
-
-
-def check_folder(folder: Path, subject: str, variable: str, *, own: bool = True) -> None:
-    """``folder`` is a folder, or can become one: neither it nor an ancestor is a file.
-
-    ``own``: the folder is the subject's own path (the lake), not the one holding it.
-    """
-    for place in (folder, *folder.parents):
-        try:
-            if place.is_dir():
-                return
-            exists = place.exists()
-        except OSError as exc:
-            raise storage_error(subject, variable, "checking the path", place, exc) from None
-        if exists:
-            mine = own and place == folder
-            what, instead = ("it", "a folder") if mine else (str(place), "a path under a folder")
-            raise StorageError(
-                f"{subject}: {what} is a file, not a folder, so nothing can be written there; "
-                f"set {variable} to {instead}"
-            )
 
 
 _FEW = 8  # partitions a scan lists one by one rather than listing the whole table

@@ -53,7 +53,7 @@ import pyarrow.parquet as pq
 from bizagi_etl.connector import SettingsError
 from bizagi_etl.connector.errors import StorageError
 from bizagi_etl.pipeline.lake import Lake, PartitionWriter, WrittenPartition, quietly
-from bizagi_etl.pipeline.schema import check_identifier
+from bizagi_etl.pipeline.names import check_identifier
 from bizagi_etl.pipeline.settings import DEFAULT_LOCK_TIMEOUT, check_lake
 
 if TYPE_CHECKING:

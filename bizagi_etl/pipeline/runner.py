@@ -24,9 +24,9 @@ from bizagi_etl.pipeline.extract import (
     load_result,
     resolve_streams,
 )
-from bizagi_etl.pipeline.frames import empty_table
 from bizagi_etl.pipeline.lake import Lake
-from bizagi_etl.pipeline.streams import BUILTIN, BUILTIN_KIND, SNAPSHOT, Catalog, Stream
+from bizagi_etl.pipeline.landing import StreamLoad, apply_views, view_plan
+from bizagi_etl.pipeline.streams import Catalog, Stream
 
 if TYPE_CHECKING:  # only a load opens the warehouse: extracting never imports duckdb
     from bizagi_etl.pipeline.warehouse import Warehouse
@@ -43,6 +43,7 @@ STREAM_ERRORS = (SchemaError, ClientError, PagingError, ResponseError)
 @dataclass(slots=True)
 class RunReport:
     results: list[ExtractResult] = field(default_factory=list)
+    loads: list[StreamLoad] = field(default_factory=list)  # what each result wrote, to load
     loaded: dict[str, int] = field(default_factory=dict)  # table -> rows in loaded partitions
     views: list[str] = field(default_factory=list)
     failed: dict[str, BizagiError] = field(default_factory=dict)  # stream -> why it failed
@@ -63,13 +64,15 @@ def run(
     start: dt.date | None,
     end: dt.date | None,
     progress: Progress | None = None,
+    report: RunReport | None = None,
 ) -> RunReport:
     """Extract each named stream into the lake and, given a warehouse, load it and the views.
 
     A stream that fails on its own account (``STREAM_ERRORS``) is reported in ``failed`` and
-    the others go on; nothing of it lands, so it poisons nothing.
+    the others go on; nothing of it lands, so it poisons nothing. A ``report`` given is filled
+    in place, so its caller keeps what was extracted when another error ends the run.
     """
-    report = RunReport()
+    report = RunReport() if report is None else report
     streams = resolve_streams(client, catalog, list(names))
     for i, stream in enumerate(streams):
         extracted_at = dt.datetime.now(dt.UTC)
@@ -80,6 +83,7 @@ def run(
             report.failed[stream.name] = exc
             continue
         report.results.append(result)
+        report.loads.append(StreamLoad.of(result, extracted_at))
         if warehouse is not None:
             with _opened(warehouse) as open_warehouse:
                 report.loaded |= load_result(open_warehouse, result, extracted_at)
@@ -104,20 +108,5 @@ def _opened(source: Warehouse | Callable[[], Warehouse]) -> Iterator[Warehouse]:
 def refresh_views(warehouse: Warehouse, streams: Sequence[Stream]) -> list[str]:
     """Create the built-in tables if missing, apply sql/, and add an ``analytics.latest_*``
     view for every table of the other snapshot streams (a family's members included)."""
-    for stream in BUILTIN:
-        for table, columns in stream.declared_tables():
-            warehouse.ensure_table(table, empty_table(columns).schema)
-    views = warehouse.apply_sql()
-    present = warehouse.tables()
-    for stream in streams:
-        if stream.kind == BUILTIN_KIND or stream.partitioning != SNAPSHOT:
-            continue  # the built-in snapshot tables have theirs in sql/
-        for table, key in stream.tables_among(present):
-            if table not in present:
-                continue
-            if not set(key) <= set(warehouse.columns(table)):  # a key the table never had
-                log.warning("analytics.latest_%s: key %s is not a column of bizagi.%s; skipped",
-                            table, list(key), table)  # fmt: skip
-                continue
-            views.append(warehouse.create_latest_view(table, key))
-    return views
+    with warehouse.scratch() as folder:
+        return apply_views(warehouse, view_plan(streams, folder))

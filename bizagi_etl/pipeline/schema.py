@@ -36,8 +36,6 @@ TYPE_NAMES: dict[str, pa.DataType] = {
     "timestamp": TIMESTAMP, "decimal": DECIMAL, "money": MONEY, "json": pa.string(),
 }  # fmt: skip
 
-_SAFE = re.compile(r"[a-z_][a-z0-9_]{0,62}")
-
 
 @dataclass(frozen=True, slots=True)
 class Col:
@@ -74,16 +72,6 @@ def unique_names(names: list[str]) -> list[str]:
             name, n = f"{base[: 63 - len(suffix)]}{suffix}", n + 1
         out.append(name)
     return out
-
-
-def check_identifier(kind: str, name: str) -> str:
-    """Stream and table names: lower-case identifiers only, so no path or SQL can hide in them."""
-    if not _SAFE.fullmatch(name):
-        raise SchemaError(
-            f"{kind} {name!r} is not allowed: use lower-case letters, digits and _ "
-            "(at most 63, not starting with a digit)"
-        )
-    return name
 
 
 def arrow_type(type_name: str, where: str) -> pa.DataType:

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from bizagi_etl.connector import SettingsError, env_values
+from bizagi_etl.connector.errors import SettingsError
+from bizagi_etl.connector.settings import env_values
 
 # DuckDB's buffer pool defaults to 80 % of the machine's memory, so a backfill's load grew with
 # its rows (+250 MB from 100k to 1M cases). Capped, it spills to disk instead: loading 1M cases

@@ -21,12 +21,12 @@ import pyarrow as pa
 from bizagi_etl.connector import EntityType, SchemaError
 from bizagi_etl.connector.errors import excerpt
 from bizagi_etl.pipeline.frames import columns_table, json_text, to_table
+from bizagi_etl.pipeline.names import check_identifier
 from bizagi_etl.pipeline.schema import (
     BIZAGI_TYPES,
     TIMESTAMP,
     Col,
     arrow_type,
-    check_identifier,
     edm_arrow_type,
     safe_name,
     unique_names,

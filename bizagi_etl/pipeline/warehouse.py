@@ -35,18 +35,21 @@ from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
 from types import TracebackType
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import duckdb
-import pyarrow as pa
-import pyarrow.parquet as pq
 
-from bizagi_etl.connector import SchemaError, SettingsError, WarehouseError
-from bizagi_etl.connector.errors import LockError, StorageError
+from bizagi_etl.connector.errors import (
+    LockError,
+    SchemaError,
+    SettingsError,
+    StorageError,
+    WarehouseError,
+)
 from bizagi_etl.pipeline import ducklake
 from bizagi_etl.pipeline import sql_literals as lit
-from bizagi_etl.pipeline.lake import check_folder, storage_error
-from bizagi_etl.pipeline.schema import check_identifier
+from bizagi_etl.pipeline.landing import declared_file
+from bizagi_etl.pipeline.names import check_identifier
 from bizagi_etl.pipeline.settings import (
     DEFAULT_LOCK_TIMEOUT,
     DEFAULT_MEMORY_LIMIT,
@@ -55,6 +58,10 @@ from bizagi_etl.pipeline.settings import (
     check_warehouse,
     shown,
 )
+from bizagi_etl.pipeline.storage import check_folder, storage_error
+
+if TYPE_CHECKING:  # a process that only loads does without pyarrow (see ensure_table)
+    import pyarrow as pa
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -496,13 +503,23 @@ class Warehouse:
         """
         if self.columns(table):
             return
-        beside = None if self.ducklake else self.path.parent  # a folder this run writes anyway
-        with tempfile.TemporaryDirectory(prefix=".bizagi-declared-", dir=beside) as folder:
-            path = str(Path(folder) / f"{table}.parquet")
-            pq.write_table(schema.empty_table(), path)
-            columns = self._parquet_columns(lit.strings([path]))
+        with self.scratch() as folder:
+            self.ensure_table_like(table, declared_file(table, schema, folder))
+
+    def ensure_table_like(self, table: str, empty_file: str | Path) -> None:
+        """Create an empty table with the columns of ``empty_file``, a Parquet file, unless the
+        table exists (``landing.declared_file`` writes one for a schema)."""
+        if self.columns(table):
+            return
+        columns = self._parquet_columns(lit.strings([str(empty_file)]))
         with self._writing(f"creating table {table}"):
             self._retry(f"creating table {table}", lambda: self._evolve(table, columns))
+
+    def scratch(self) -> tempfile.TemporaryDirectory[str]:
+        """A private folder for files the warehouse reads once: beside a DuckDB file (a
+        folder its runs write anyway, so no writable system temp folder is needed)."""
+        beside = None if self.ducklake else self.path.parent
+        return tempfile.TemporaryDirectory(prefix=".bizagi-declared-", dir=beside)
 
     def apply_sql(self) -> list[str]:
         """Run every ``sql/*.sql`` file in file-name order; returns their names.
