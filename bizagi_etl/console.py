@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import shutil
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from functools import partial
@@ -116,8 +117,7 @@ def extract_for_handover(
     of their load, and the folder that holds its files (see bizagi_etl/handover.py).
 
     An error that ends the run loads what the streams before it extracted, in this process,
-    as ``run`` loads each stream once extracted, and is raised then (an interrupt is not held
-    up by a load: the lake keeps what was extracted, for a rerun).
+    as ``run`` loads each stream once extracted, and is raised then.
     """
     from bizagi_etl import handover
     from bizagi_etl.failures import explain
@@ -131,29 +131,36 @@ def extract_for_handover(
         with stream_progress() as progress:
             run(client, catalog, names, lake, None, start=start, end=end, progress=progress,
                 report=report)  # fmt: skip
-    except Exception:
+    except BaseException:
         _land_before_failing(where, report)
         raise
     folder = handover.plan_folder(where.warehouse)
+    try:
+        views = view_plan(catalog.all(), folder)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
     plan = handover.LoadPlan(
         lake=where.lake, warehouse=where.warehouse, memory_limit=where.duckdb_memory_limit,
         data=where.warehouse_data, lock_timeout=where.lock_timeout, loads=tuple(report.loads),
-        views=view_plan(catalog.all(), folder),
-        failed={name: explain(error) for name, error in report.failed.items()},
+        views=views, failed={name: explain(error) for name, error in report.failed.items()},
     )  # fmt: skip
     return plan, folder
 
 
 def _land_before_failing(where: PipelineSettings, report: RunReport) -> None:
-    """Load what a failing run extracted; a load that fails too is logged, not raised, so the
+    """Load what a failing run extracted; a load that fails too is shown, not raised, so the
     run's own error is the one reported."""
     if not report.loads:
         return
+    from bizagi_etl.failures import explain
+
     try:
         with _warehouse(where) as warehouse:
             land(warehouse, report.loads)
     except Exception as exc:
-        console.print(f"[yellow]what was extracted before the failure did not load: {exc}")
+        console.print(f"what was extracted before the failure did not load: {explain(exc)}",
+                      markup=False, style="yellow")  # fmt: skip
 
 
 def sync_and_report(

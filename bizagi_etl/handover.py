@@ -4,28 +4,35 @@ Extracting holds pyarrow, httpx and the heap its pages used (glibc keeps what is
 later mallocs, and DuckDB allocates with its own jemalloc), so a DuckDB load on top of an
 extraction needed the sum of the two, though they never run at once. ``bizagi-etl extract``
 therefore, once every stream is in the lake, writes what to load into a plan file and replaces
-its own image with ``bizagi-etl land PLAN`` (``os.execve``: the same process, PID, terminal and
-exit status), which imports DuckDB but not pyarrow. The process then needs the larger of the
-two phases instead of their sum (see the README's Performance section for the numbers).
+its own image with ``bizagi-etl land PLAN`` (``os.execv``: the same process, PID, terminal and
+exit status, the same interpreter and ``sys.path``), which imports DuckDB but not pyarrow. The
+process then needs the larger of the two phases instead of their sum (see the README's
+Performance section for the numbers).
 
 Only the program does this (``bizagi_etl.cli.program``), on POSIX. A run that an error ends
 (network, credentials, a full disk) loads what was extracted in its own process, as the
-library's ``run`` does, and then reports the error; and so does a program whose ``execve``
-cannot start.
+library's ``run`` does, and then reports the error; and so does a program whose ``execv``
+cannot start. The files a plan names are loaded as they are when the load runs: a second run
+that rewrote the same partitions meanwhile makes that load fail or take its version, as a
+load right after its extraction could, only over a longer time for a run of many streams.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import shutil
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bizagi_etl import __version__
+from bizagi_etl.connector.errors import SettingsError
 from bizagi_etl.pipeline.landing import StreamLoad, ViewPlan, apply_views, land
 from bizagi_etl.pipeline.settings import DUCKLAKE
 from bizagi_etl.report import out, summary, where_it_landed
@@ -33,6 +40,12 @@ from bizagi_etl.report import out, summary, where_it_landed
 log = logging.getLogger(__name__)
 
 PLAN = "plan.json"
+FOLDER_PREFIX = ".bizagi-land-"  # a plan's folder, which landing it removes
+STALE = 24 * 3600.0  # a plan's folder this old is a killed load's: the next run removes it
+# The loading image's start: the extracting image's sys.path (not the working folder's, nor
+# whatever a wrapper or PYTHONPATH would give a new interpreter), then the program as itself.
+_BOOT = ("import json, sys; sys.path[:] = json.loads(sys.argv.pop(1)); "
+         "sys.argv[0] = 'bizagi-etl'; from bizagi_etl.cli import program; program()")  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,8 +64,9 @@ class LoadPlan:
 
     def write(self, path: Path) -> None:
         data: dict[str, Any] = {
-            "lake": self.lake, "warehouse": self.warehouse, "memory_limit": self.memory_limit,
-            "data": self.data, "lock_timeout": self.lock_timeout,
+            "version": __version__, "lake": self.lake, "warehouse": self.warehouse,
+            "memory_limit": self.memory_limit, "data": self.data,
+            "lock_timeout": self.lock_timeout,
             "loads": [load.to_json() for load in self.loads], "views": self.views.to_json(),
             "failed": self.failed,
         }  # fmt: skip
@@ -61,6 +75,9 @@ class LoadPlan:
     @classmethod
     def read(cls, path: Path) -> LoadPlan:
         data = json.loads(path.read_text(encoding="utf-8"))
+        if data.get("version") != __version__:
+            raise SettingsError(f"{path}: a load plan of bizagi-etl {data.get('version')!r}, "
+                                f"not of this {__version__!r}; rerun the extraction")  # fmt: skip
         return cls(data["lake"], data["warehouse"], data["memory_limit"], data["data"],
                    float(data["lock_timeout"]),
                    tuple(StreamLoad.from_json(d) for d in data["loads"]),
@@ -68,16 +85,22 @@ class LoadPlan:
 
 
 def possible() -> bool:
-    """Whether this platform can replace the process's image with a fresh interpreter."""
-    return os.name == "posix" and bool(sys.executable)
+    """Whether this process can replace its image with a fresh interpreter of its own: on
+    POSIX, from a Python (a frozen program's executable is the program itself)."""
+    return os.name == "posix" and bool(sys.executable) and not getattr(sys, "frozen", False)
 
 
 def plan_folder(warehouse: str) -> Path:
     """A private folder for the plan and the declared tables' empty files: beside a DuckDB
     file (its runs write there anyway), else in the system's temp folder."""
     parent = Path(warehouse).parent
-    beside = None if warehouse.startswith(DUCKLAKE) or not parent.is_dir() else str(parent)
-    return Path(tempfile.mkdtemp(prefix=".bizagi-land-", dir=beside))
+    beside = None if warehouse.startswith(DUCKLAKE) or not parent.is_dir() else parent
+    home = Path(tempfile.gettempdir()) if beside is None else beside
+    for old in home.glob(f"{FOLDER_PREFIX}*"):  # a load that was killed left it
+        with contextlib.suppress(OSError):
+            if time.time() - old.stat().st_mtime > STALE:
+                shutil.rmtree(old)
+    return Path(tempfile.mkdtemp(prefix=FOLDER_PREFIX, dir=home))
 
 
 def hand_over(plan: LoadPlan, folder: Path, *, debug: bool) -> Path:
@@ -86,30 +109,23 @@ def hand_over(plan: LoadPlan, folder: Path, *, debug: bool) -> Path:
     from bizagi_etl.pipeline.lake import finish_replacing
 
     path = folder / PLAN
-    plan.write(path)
-    finish_replacing()  # execve runs no atexit handler
-    for handler in logging.getLogger().handlers:
-        handler.flush()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    argv = [sys.executable, "-P", "-m", "bizagi_etl.cli", *(["--debug"] if debug else []),
-            "land", str(path)]  # fmt: skip
     try:
-        os.execve(sys.executable, argv, _same_code())  # noqa: S606 (our own interpreter)
+        plan.write(path)
+        finish_replacing()  # exec runs no atexit handler
+        for handler in logging.getLogger().handlers:
+            handler.flush()
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    argv = [sys.executable, "-P", "-c", _BOOT, json.dumps(sys.path),
+            *(["--debug"] if debug else []), "land", str(path)]  # fmt: skip
+    try:
+        os.execv(sys.executable, argv)  # noqa: S606 (our own interpreter, no shell)
     except OSError as exc:
         log.warning("could not start the load in a fresh process (%s); loading in this one", exc)
     return path
-
-
-def _same_code() -> dict[str, str]:
-    """The environment, with the folder this ``bizagi_etl`` came from first on the path: the
-    loading image runs the same code, not a copy it would find in the working directory (``-P``
-    keeps that off the path)."""
-    import bizagi_etl
-
-    home = str(Path(bizagi_etl.__file__).resolve().parent.parent)
-    path = os.environ.get("PYTHONPATH")
-    return {**os.environ, "PYTHONPATH": home + (os.pathsep + path if path else "")}
 
 
 def land_plan(path: Path) -> LoadPlan:
@@ -117,8 +133,11 @@ def land_plan(path: Path) -> LoadPlan:
     is removed whatever happens (a failed load is a rerun of the extraction)."""
     from bizagi_etl.pipeline.warehouse import Warehouse
 
-    plan = LoadPlan.read(path)
+    if path.name != PLAN or not path.parent.name.startswith(FOLDER_PREFIX):
+        raise SettingsError(f"{path} is not a load plan: expected {FOLDER_PREFIX}*/{PLAN}, as "
+                            f"bizagi-etl extract writes and lands itself")  # fmt: skip
     try:
+        plan = LoadPlan.read(path)
         with Warehouse(plan.warehouse, memory_limit=plan.memory_limit, data=plan.data,
                        lock_timeout=plan.lock_timeout) as warehouse:  # fmt: skip
             loaded = land(warehouse, plan.loads)

@@ -123,13 +123,36 @@ def test_a_rerun_leaves_no_replaced_version_behind(small_server, tmp_path):
 def test_an_image_that_cannot_start_loads_in_the_same_process(
     small_server, tmp_path, monkeypatch, caplog
 ):
-    def refused(path, argv, env):
+    def refused(path, argv):
         raise OSError(errno.ENOEXEC, "Exec format error", path)
 
-    monkeypatch.setattr(os, "execve", refused)
+    monkeypatch.setattr(os, "execv", refused)
     env = {k: "" for k in os.environ if k.startswith("BIZAGI_")} | _env(small_server, tmp_path)
     result = CliRunner().invoke(main, ["extract", "cases", *WINDOW], env=env, obj=PROGRAM)
     assert result.exit_code == 0, result.output
     assert "could not start the load in a fresh process" in caplog.text
     assert _query(tmp_path, "SELECT count(*) FROM bizagi.cases")[0][0] > 0
     assert not list(tmp_path.glob(".bizagi-land-*"))
+
+
+def test_land_refuses_a_file_that_is_not_a_plan_and_deletes_nothing(tmp_path):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "plan.json").write_text("{}")
+    done = subprocess.run([*CLI, "land", str(mine / "plan.json")], capture_output=True,
+                          text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 1
+    assert "is not a load plan" in done.stderr
+    assert (mine / "plan.json").exists(), "nothing of the folder was removed"
+
+
+def test_a_plan_of_another_version_is_refused_and_its_folder_removed(tmp_path):
+    folder = tmp_path / ".bizagi-land-old"
+    folder.mkdir()
+    (folder / "plan.json").write_text('{"version": "0.0.0-elsewhere"}')
+    done = subprocess.run([*CLI, "land", str(folder / "plan.json")], capture_output=True,
+                          text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 1
+    assert "a load plan of bizagi-etl '0.0.0-elsewhere'" in done.stderr
+    assert "rerun the extraction" in done.stderr
+    assert not folder.exists()

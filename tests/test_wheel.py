@@ -148,7 +148,7 @@ def test_wheel_holds_every_module_view_and_the_typing_marker(wheel: Path) -> Non
     tops = {name.split("/", 1)[0] for name in names}
     strays = sorted(t for t in tops if t not in PACKAGES and not t.endswith(".dist-info"))
     assert not strays, f"the wheel installs more top-level names than its packages: {strays}"
-    assert re.search(r"^bizagi-etl\s*=\s*bizagi_etl\.cli:main$", entry_points, re.MULTILINE)
+    assert re.search(r"^bizagi-etl\s*=\s*bizagi_etl\.cli:program$", entry_points, re.MULTILINE)
 
 
 def test_installed_modules_come_from_the_wheel_not_the_repository(venv: Venv, empty: Path) -> None:

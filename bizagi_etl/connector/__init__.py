@@ -8,7 +8,8 @@ Names load on first use (PEP 562): a process that only loads a warehouse reads t
 without importing httpx.
 """
 
-from typing import TYPE_CHECKING
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from bizagi_etl.lazy import lazy_exports
 
@@ -31,7 +32,18 @@ _EXPORTS = {
 }  # fmt: skip
 # ``odata`` is a submodule: ``from bizagi_etl.connector import odata`` imports it as such.
 __all__ = sorted(["odata", *(name for names in _EXPORTS.values() for name in names)])
-__getattr__ = lazy_exports(__name__, {n: m for m, names in _EXPORTS.items() for n in names})
+_exported = lazy_exports(__name__, {n: m for m, names in _EXPORTS.items() for n in names})
+
+
+def __getattr__(name: str) -> Any:
+    if name == "odata":  # a submodule, not a name of one
+        return importlib.import_module(f"{__name__}.odata")
+    return _exported(name)
+
+
+def __dir__() -> list[str]:
+    return __all__
+
 
 if TYPE_CHECKING:
     from bizagi_etl.connector import odata

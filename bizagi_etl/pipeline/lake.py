@@ -395,7 +395,7 @@ class Lake:
         with self._errors("listing the tables", self.root):
             return sorted(
                 d.name for d in self.root.iterdir() if d.is_dir() and d.name.startswith(prefix)
-                and not d.name.startswith("_")
+                and not d.name.startswith(("_", "."))  # staging, locks; hidden folders
             )  # fmt: skip
 
     def _partition_dirs(self, table: str, pattern: str) -> list[Path]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -103,9 +103,11 @@ class ViewPlan:
                    tuple((n, p, tuple(k)) for n, p, k in data["families"]))  # fmt: skip
 
 
-def view_plan(streams: Sequence[Stream], folder: str | Path) -> ViewPlan:
+def view_plan(
+    streams: Sequence[Stream], folder: str | Path, present: Collection[str] = ()
+) -> ViewPlan:
     """The views' plan for a catalog's streams; the built-in tables' empty files go in
-    ``folder``, which must outlive the plan's use."""
+    ``folder``, which must outlive the plan's use, but for the tables in ``present``."""
     from bizagi_etl.pipeline.frames import empty_table
     from bizagi_etl.pipeline.streams import BUILTIN, BUILTIN_KIND, FAMILY, SNAPSHOT
 
@@ -113,6 +115,7 @@ def view_plan(streams: Sequence[Stream], folder: str | Path) -> ViewPlan:
         (table, declared_file(table, empty_table(columns).schema, folder))
         for stream in BUILTIN
         for table, columns in stream.declared_tables()
+        if table not in present
     )
     latest: list[tuple[str, tuple[str, ...]]] = []
     families: list[tuple[str, str, tuple[str, ...]]] = []

@@ -109,4 +109,4 @@ def refresh_views(warehouse: Warehouse, streams: Sequence[Stream]) -> list[str]:
     """Create the built-in tables if missing, apply sql/, and add an ``analytics.latest_*``
     view for every table of the other snapshot streams (a family's members included)."""
     with warehouse.scratch() as folder:
-        return apply_views(warehouse, view_plan(streams, folder))
+        return apply_views(warehouse, view_plan(streams, folder, present=warehouse.tables()))
