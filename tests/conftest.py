@@ -38,6 +38,18 @@ from bizagi_etl.pipeline.lake import Lake
 # A fixed end keeps every test's data identical whatever day the suite runs.
 END = dt.date(2026, 11, 1)
 SMALL = EmulatorConfig(cases=3_000, start=dt.date(2025, 1, 1), end=END, seed=7)
+# A streams file of two: people, and bad_claims whose key names no attribute of Claims.
+WRONG_KEY_STREAMS = """
+[[streams]]
+name = "people"
+path = "odata/data/stakeholders"
+key = "id"
+
+[[streams]]
+name = "bad_claims"
+path = "odata/data/Claims"
+key = "claim_id"
+"""
 
 
 def token_for(server: EmulatorServer) -> str:

@@ -11,21 +11,10 @@ from pathlib import Path
 import duckdb
 import pytest
 from click.testing import CliRunner
+from conftest import WRONG_KEY_STREAMS
 
 from bizagi_etl.cli import main
 from bizagi_etl.connector import odata
-
-STREAMS = """
-[[streams]]
-name = "people"
-path = "odata/data/stakeholders"
-key = "id"
-
-[[streams]]
-name = "bad_claims"
-path = "odata/data/Claims"
-key = "claim_id"
-"""
 
 
 def invoke(args: list[str], env: dict[str, str] | None = None):
@@ -45,7 +34,7 @@ def failed_lines(output: str) -> list[str]:
 
 def test_a_wrong_key_fails_its_stream_only_and_poisons_nothing(small_server, tmp_path):
     streams = tmp_path / "streams.toml"
-    streams.write_text(STREAMS, encoding="utf-8")
+    streams.write_text(WRONG_KEY_STREAMS, encoding="utf-8")
     env = server_env(small_server, tmp_path, BIZAGI_STREAMS_FILE=str(streams))
     args = ["extract", "people", "bad_claims", "--start", "2025-01-01"]
     first = invoke(args, env)
