@@ -21,11 +21,10 @@ from bizagi_etl.pipeline.extract import (
     ExtractResult,
     Progress,
     extract_stream,
-    load_result,
     resolve_streams,
 )
 from bizagi_etl.pipeline.lake import Lake
-from bizagi_etl.pipeline.landing import StreamLoad, apply_views, view_plan
+from bizagi_etl.pipeline.landing import StreamLoad, apply_views, land, view_plan
 from bizagi_etl.pipeline.streams import Catalog, Stream
 
 if TYPE_CHECKING:  # only a load opens the warehouse: extracting never imports duckdb
@@ -83,10 +82,11 @@ def run(
             report.failed[stream.name] = exc
             continue
         report.results.append(result)
-        report.loads.append(StreamLoad.of(result, extracted_at))
+        load = StreamLoad.of(result, extracted_at)
+        report.loads.append(load)
         if warehouse is not None:
             with _opened(warehouse) as open_warehouse:
-                report.loaded |= load_result(open_warehouse, result, extracted_at)
+                report.loaded |= land(open_warehouse, [load])
                 if i == len(streams) - 1:  # the views in the same opening: one less open
                     report.views = refresh_views(open_warehouse, catalog.all())
     if warehouse is not None and not report.views:  # the last stream failed: not viewed yet
