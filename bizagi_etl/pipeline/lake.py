@@ -809,7 +809,7 @@ class _Retirements:
                 return
             self._threads[folder] = thread
             if self._finalized_in != os.getpid():  # a multiprocessing child skips atexit
-                multiprocessing.util.Finalize(None, _drop_before_exit, exitpriority=0)
+                multiprocessing.util.Finalize(None, finish_replacing, exitpriority=0)
                 self._finalized_in = os.getpid()
 
     def _run(self, folder: Path) -> None:
@@ -841,18 +841,13 @@ os.register_at_fork(after_in_child=_RETIRED.forget)
 
 
 @atexit.register
-def _drop_before_exit() -> None:
-    """A process that replaced partitions waits for its threads to delete what it replaced,
-    so a run leaves no copy behind: ``KEEP_REPLACED`` seconds after its last write, and a
-    little for the deleting. A longer ``keep_replaced`` is not waited for: the next write of
-    the table deletes what is left."""
-    _RETIRED.wait(KEEP_REPLACED + 2.0)
-
-
 def finish_replacing() -> None:
-    """Wait, as at exit, for the deletion of the versions this process replaced: for a caller
-    about to replace the process's image (exec runs no ``atexit`` handler)."""
-    _drop_before_exit()
+    """Wait for this process's threads to delete what it replaced, so a run leaves no copy
+    behind: ``KEEP_REPLACED`` seconds after its last write, and a little for the deleting. A
+    longer ``keep_replaced`` is not waited for: the next write of the table deletes what is
+    left. Run at exit, by a multiprocessing child's finaliser, and by a caller about to
+    replace the process's image (exec runs no ``atexit`` handler)."""
+    _RETIRED.wait(KEEP_REPLACED + 2.0)
 
 
 def _drop_old(folder: Path, keep: float) -> int:
