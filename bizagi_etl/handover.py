@@ -34,7 +34,7 @@ from typing import Any
 from bizagi_etl import __version__
 from bizagi_etl.connector.errors import SettingsError
 from bizagi_etl.pipeline.landing import StreamLoad, ViewPlan, apply_views, land
-from bizagi_etl.pipeline.settings import DUCKLAKE
+from bizagi_etl.pipeline.storage import scratch_home
 from bizagi_etl.report import out, summary, where_it_landed
 
 log = logging.getLogger(__name__)
@@ -91,11 +91,9 @@ def possible() -> bool:
 
 
 def plan_folder(warehouse: str) -> Path:
-    """A private folder for the plan and the declared tables' empty files: beside a DuckDB
-    file (its runs write there anyway), else in the system's temp folder."""
-    parent = Path(warehouse).parent
-    beside = None if warehouse.startswith(DUCKLAKE) or not parent.is_dir() else parent
-    home = Path(tempfile.gettempdir()) if beside is None else beside
+    """A private folder for the plan and the declared tables' empty files, where the
+    warehouse keeps its own short-lived files (``storage.scratch_home``)."""
+    home = Path(scratch_home(warehouse) or tempfile.gettempdir())
     for old in home.glob(f"{FOLDER_PREFIX}*"):  # a load that was killed left it
         with contextlib.suppress(OSError):
             if time.time() - old.stat().st_mtime > STALE:

@@ -1,5 +1,6 @@
 """What the lake and the warehouse say of local storage: a folder checked before anything is
-written there, and an OSError told as what failed, where, why and what to do.
+written there, an OSError told as what failed, where, why and what to do, and where a
+warehouse's short-lived files go.
 
 Kept apart from the lake so that the warehouse imports neither pyarrow nor the lake's
 machinery (a process that only loads, see bizagi_etl/handover.py).
@@ -11,6 +12,7 @@ import errno
 from pathlib import Path
 
 from bizagi_etl.connector.errors import StorageError
+from bizagi_etl.pipeline.settings import DUCKLAKE
 
 _REASONS = {
     errno.ENOSPC: ("the disk is full", "free space there and rerun"),
@@ -56,3 +58,11 @@ def check_folder(folder: Path, subject: str, variable: str, *, own: bool = True)
                 f"{subject}: {what} is a file, not a folder, so nothing can be written there; "
                 f"set {variable} to {instead}"
             )
+
+
+def scratch_home(warehouse: str) -> str | None:
+    """Where a warehouse's short-lived files go: beside a DuckDB file (a folder its runs write
+    anyway, so no writable system temp folder is needed); for a DuckLake, or a file whose
+    folder is not there yet, None: the system's temp folder."""
+    parent = Path(warehouse).parent
+    return None if warehouse.startswith(DUCKLAKE) or not parent.is_dir() else str(parent)

@@ -58,7 +58,7 @@ from bizagi_etl.pipeline.settings import (
     check_warehouse,
     shown,
 )
-from bizagi_etl.pipeline.storage import check_folder, storage_error
+from bizagi_etl.pipeline.storage import check_folder, scratch_home, storage_error
 
 if TYPE_CHECKING:  # a process that only loads does without pyarrow (see ensure_table)
     import pyarrow as pa
@@ -516,10 +516,9 @@ class Warehouse:
             self._retry(f"creating table {table}", lambda: self._evolve(table, columns))
 
     def scratch(self) -> tempfile.TemporaryDirectory[str]:
-        """A private folder for files the warehouse reads once: beside a DuckDB file (a
-        folder its runs write anyway, so no writable system temp folder is needed)."""
-        beside = None if self.ducklake else self.path.parent
-        return tempfile.TemporaryDirectory(prefix=".bizagi-declared-", dir=beside)
+        """A private folder for files the warehouse reads once (see ``scratch_home``)."""
+        return tempfile.TemporaryDirectory(prefix=".bizagi-declared-",
+                                           dir=scratch_home(self.location))  # fmt: skip
 
     def apply_sql(self) -> list[str]:
         """Run every ``sql/*.sql`` file in file-name order; returns their names.
