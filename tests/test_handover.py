@@ -26,7 +26,7 @@ WINDOW = ["--start", "2025-06-01", "--end", "2025-06-15"]
 # says it started, and the image that exits says what it had imported.
 SITE = """
 import atexit, os, sys
-print("IMAGE STARTED", os.getpid(), flush=True)
+print("IMAGE STARTED", os.getpid(), sys.flags.utf8_mode, sys.warnoptions, flush=True)
 atexit.register(lambda: print("IMAGE EXITED", os.getpid(), sorted(
     m for m in ("pyarrow", "httpx", "pandas", "duckdb") if m in sys.modules), flush=True))
 """
@@ -71,6 +71,20 @@ def test_the_load_runs_in_a_fresh_image_of_the_same_process_without_pyarrow(smal
     assert params == lake.rows("case_parameters") > 0
     assert f"{landed:,}" in stdout, "the summary counts what the warehouse holds"
     assert not list(tmp_path.glob(".bizagi-land-*")), "the plan's folder is gone"
+
+
+def test_the_loading_image_keeps_the_interpreters_options(small_server, tmp_path):
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(textwrap.dedent(SITE), encoding="utf-8")
+    env = _env(small_server, tmp_path, PYTHONPATH=str(site))
+    options = ["-X", "utf8", "-W", "ignore::DeprecationWarning"]
+    done = subprocess.run([sys.executable, *options, *CLI[1:], "extract", "processes", *WINDOW],
+                          env=env, capture_output=True, text=True, timeout=180)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    started = [line for line in done.stdout.splitlines() if line.startswith("IMAGE STARTED")]
+    assert len(started) == 2, "two images"
+    assert all(line.endswith("1 ['ignore::DeprecationWarning']") for line in started), started
 
 
 def test_a_stream_that_fails_is_reported_after_the_others_landed(small_server, tmp_path):
