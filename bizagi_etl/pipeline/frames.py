@@ -247,17 +247,16 @@ def _undeclared(
 ) -> list[Col]:
     """Columns for attributes no declaration names, typed from their values."""
     known = {c.source for c in columns} | ignore
-    if set().union(*records) <= known:  # the common case, checked without a loop in Python
+    # Found without a loop over the rows in Python. OData's annotations are not data: a
+    # server may annotate every entity (@odata.id, @odata.etag), which made this loop over
+    # every attribute of every row, 0.55 ms a page of 1,000 cases.
+    sources = sorted(k for k in set().union(*records) - known if not k.startswith("@odata."))
+    if not sources:
         return []
-    seen: dict[str, list[Any]] = {}
-    for record in records:
-        for key, value in record.items():
-            if key not in known and not key.startswith("@odata."):
-                seen.setdefault(key, []).append(value)
-    sources = sorted(seen)
     names = unique_names([c.name for c in columns] + sources)[len(columns) :]
     return [
-        _inferred(name, source, seen[source]) for name, source in zip(names, sources, strict=True)
+        _inferred(name, source, [r[source] for r in records if source in r])
+        for name, source in zip(names, sources, strict=True)
     ]
 
 
