@@ -416,8 +416,13 @@ def test_a_writer_killed_while_its_catalog_commit_waits_leaves_the_catalog_as_it
         # PostgreSQL rolled the killed commit back: what the writer committed before, only.
         assert warehouse.partition_counts("t") == dict.fromkeys(committed, 1000)
         assert warehouse.key_problems("t", ["id"]) == (0, 0)
-        # The killed commit's data file is on S3 but in no snapshot: the README's cleanup.
+        # The killed commit's data file is on S3 but in no snapshot: the README's cleanups.
+        # The everyday one keeps orphans younger than a day, as a running writer's files are.
         before = _data_files(data)
+        everyday = ("CALL ducklake_delete_orphaned_files('bizagi_warehouse', "
+                    "older_than => now() - INTERVAL 1 DAY)")  # fmt: skip
+        assert warehouse.query(everyday) == []
+        assert _data_files(data) == before
         cleanup = "CALL ducklake_delete_orphaned_files('bizagi_warehouse', cleanup_all => true)"
         deleted = {str(r[0]).removeprefix("s3://") for r in warehouse.query(cleanup)}
         assert deleted, "the killed commit left a data file behind"
