@@ -5,9 +5,9 @@ later mallocs, and DuckDB allocates with its own jemalloc), so a DuckDB load on 
 extraction needed the sum of the two, though they never run at once. ``bizagi-etl extract``
 therefore, once every stream is in the lake, writes what to load into a plan file and replaces
 its own image with ``bizagi-etl land PLAN`` (``os.execv``: the same process, PID, terminal and
-exit status, the same interpreter with its options and ``sys.path``), which imports DuckDB but
-not pyarrow. The process then needs the larger of the two phases instead of their sum (see the
-README's Performance section for the numbers).
+exit status, the same interpreter with the options multiprocessing passes on and ``sys.path``),
+which imports DuckDB but not pyarrow. The process then needs the larger of the two phases
+instead of their sum (see the README's Performance section for the numbers).
 
 Only the program does this (``bizagi_etl.cli.program``), on POSIX. A run that an error ends
 (network, credentials, a full disk) loads what was extracted in its own process, as the
@@ -118,15 +118,27 @@ def hand_over(plan: LoadPlan, folder: Path, *, debug: bool) -> Path:
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
-    # The interpreter's own options (-X, -W, -O...), as multiprocessing passes them on.
-    flags = subprocess._args_from_interpreter_flags()  # type: ignore[attr-defined]
-    argv = [sys.executable, *flags, "-P", "-c", _BOOT, json.dumps(sys.path),
+    argv = [sys.executable, *_interpreter_options(), "-P", "-c", _BOOT, json.dumps(sys.path),
             *(["--debug"] if debug else []), "land", str(path)]  # fmt: skip
     try:
         os.execv(sys.executable, argv)  # noqa: S606 (our own interpreter, no shell)
     except OSError as exc:
         log.warning("could not start the load in a fresh process (%s); loading in this one", exc)
     return path
+
+
+def _interpreter_options() -> list[str]:
+    """This interpreter's options (-X, -W, -O...) as multiprocessing passes them on to its
+    children; none where the standard library's helper is missing or refuses (the load then
+    runs without them rather than not at all)."""
+    try:
+        options = subprocess._args_from_interpreter_flags()  # type: ignore[attr-defined]
+    except Exception as exc:  # a private helper: any failure means none
+        log.debug("the loading image starts without this interpreter's options: %s", exc)
+        return []
+    # An empty warning filter (python -W '') comes back as a bare -W, which would take the
+    # next option as its value.
+    return [str(o) for o in options if o != "-W"]
 
 
 def land_plan(path: Path) -> LoadPlan:

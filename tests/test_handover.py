@@ -77,7 +77,9 @@ def test_the_loading_image_keeps_the_interpreters_options(small_server, tmp_path
     site = tmp_path / "site"
     site.mkdir()
     (site / "sitecustomize.py").write_text(textwrap.dedent(SITE), encoding="utf-8")
-    env = _env(small_server, tmp_path, PYTHONPATH=str(site))
+    env = _env(small_server, tmp_path, PYTHONPATH=str(site), LC_ALL="C.UTF-8")
+    for name in ("PYTHONWARNINGS", "PYTHONUTF8", "PYTHONDEVMODE"):  # only the options count
+        env.pop(name, None)
     options = ["-X", "utf8", "-W", "ignore::DeprecationWarning"]
     done = subprocess.run([sys.executable, *options, *CLI[1:], "extract", "processes", *WINDOW],
                           env=env, capture_output=True, text=True, timeout=180)  # fmt: skip
