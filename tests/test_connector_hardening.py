@@ -44,6 +44,9 @@ from bizagi_etl.connector.redact import Redactor, basic_credentials, scrub
 from bizagi_etl.connector.settings import BizagiSettings
 from bizagi_etl.emulator.server import AsgiServer
 
+# Wall-clock bounds: make test runs this file alone, after the others (pytest -m timing).
+pytestmark = pytest.mark.timing
+
 MiB = 1024 * 1024
 TOKEN_PATH = "/oauth2/server/token"
 

@@ -56,6 +56,10 @@ from bizagi_etl.emulator.app import Emulated
 from bizagi_etl.pipeline import Warehouse
 from dagster_project.translator import DAILY_PARTITIONS
 
+# The module fixture (PostgreSQL, moto, the daemon's backfill, up to TIMEOUT) counts against
+# its first test's timeout.
+pytestmark = pytest.mark.timeout(600)
+
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy" / "dagster"
 BIN = Path(sys.executable).parent

@@ -754,6 +754,7 @@ def test_claims_truth_is_typed_exactly(tmp_path):
     assert table.column("id").to_pylist() == list(range(1, CLAIMS + 1))
 
 
+@pytest.mark.timing
 def test_claims_size_is_configurable_and_cheap(make_server):
     started = time.perf_counter()
     with make_server(claims=250_000, flavor="standard") as server, client_for(server) as client:

@@ -545,6 +545,7 @@ EXTERNAL_DTD = b"""<?xml version="1.0"?>
 
 
 @pytest.mark.parametrize("document", [BILLION_LAUGHS, EXTERNAL_ENTITY, EXTERNAL_DTD])
+@pytest.mark.timing
 def test_entity_bombs_and_external_entities_are_refused_quickly_in_little_memory(
     document: bytes,
 ) -> None:
