@@ -423,9 +423,14 @@ def test_a_writer_killed_while_its_catalog_commit_waits_leaves_the_catalog_as_it
                     "older_than => now() - INTERVAL 1 DAY)")  # fmt: skip
         assert warehouse.query(everyday) == []
         assert _data_files(data) == before
+        # ... and takes it once it is old enough: a cutoff two days ahead, as a dry run.
+        ahead = "now() + INTERVAL 2 DAY, dry_run => true"
+        later = everyday.replace("now() - INTERVAL 1 DAY", ahead)
+        aged = {str(r[0]).removeprefix("s3://") for r in warehouse.query(later)}
         cleanup = "CALL ducklake_delete_orphaned_files('bizagi_warehouse', cleanup_all => true)"
         deleted = {str(r[0]).removeprefix("s3://") for r in warehouse.query(cleanup)}
         assert deleted, "the killed commit left a data file behind"
+        assert aged == deleted
         assert _data_files(data) == before - deleted
         assert warehouse.partition_counts("t") == dict.fromkeys(committed, 1000)
     rerun = subprocess.run(args, capture_output=True, text=True, env=os.environ.copy(),
