@@ -249,7 +249,7 @@ def _undeclared(
     known = {c.source for c in columns} | ignore
     # Found without a loop over the rows in Python. OData's annotations are not data: a
     # server may annotate every entity (@odata.id, @odata.etag), which made this loop over
-    # every attribute of every row, 0.55 ms a page of 1,000 cases.
+    # every attribute of every row, 0.53 ms a page of 1,000 cases.
     sources = sorted(k for k in set().union(*records) - known if not k.startswith("@odata."))
     if not sources:
         return []
