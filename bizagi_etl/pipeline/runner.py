@@ -106,7 +106,7 @@ def _opened(source: Warehouse | Callable[[], Warehouse]) -> Iterator[Warehouse]:
 
 
 def refresh_views(warehouse: Warehouse, streams: Sequence[Stream]) -> list[str]:
-    """Create the built-in tables if missing, apply sql/, and add an ``analytics.latest_*``
-    view for every table of the other snapshot streams (a family's members included)."""
+    """``landing.apply_views`` with the plan of ``streams``, its files in the warehouse's
+    scratch folder; the views' names."""
     with warehouse.scratch() as folder:
         return apply_views(warehouse, view_plan(streams, folder, present=warehouse.tables()))
